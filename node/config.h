@@ -1,0 +1,139 @@
+/* node/config: ovhad's configuration file (YAML), node-local facts only.
+ *
+ * One table (config.c) gives every key its type, bounds, default and
+ * whether SIGHUP may change it. Unknown keys, wrong types and values out of
+ * bounds are errors that name file:line:column. See docs/configuration.md.
+ */
+#ifndef OVHA_NODE_CONFIG_H
+#define OVHA_NODE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NODE_CFG_MAX_ROUTES 64
+#define NODE_CFG_MAX_PUSH   16
+
+/* A network in CIDR form, "100.64.0.0/24" or "fd00::/64". */
+struct node_cfg_net {
+    char addr[46];
+    unsigned prefix;
+    bool v6;
+};
+
+enum node_cfg_action {
+    NODE_CFG_ALLOW = 0,
+    NODE_CFG_DENY,
+};
+
+/* What a matching client gets. A CN rule overrides its group's values
+ * field by field when the field is set. */
+struct node_cfg_grant {
+    enum node_cfg_action action;
+    bool action_set;
+    char reason[256];        /* deny: for the operator's log */
+    char client_reason[256]; /* deny: sent to the client */
+    char ip[46];             /* static IPv4; "" = from the pool */
+    struct node_cfg_net routes[NODE_CFG_MAX_ROUTES]; /* pushed routes */
+    size_t nroutes;
+    struct node_cfg_net iroutes[NODE_CFG_MAX_ROUTES]; /* client subnets */
+    size_t niroutes;
+    char push[NODE_CFG_MAX_PUSH][256]; /* extra push options */
+    size_t npush;
+};
+
+struct node_cfg_group {
+    char name[64];
+    struct node_cfg_grant grant;
+};
+
+struct node_cfg_client {
+    char cn[256];                /* exact match on the certificate CN */
+    char groups[8][64];          /* group names, applied in order */
+    size_t ngroups;
+    struct node_cfg_grant grant; /* overrides */
+};
+
+/* Policy: reloadable with SIGHUP. */
+struct node_cfg_policy {
+    enum node_cfg_action default_action; /* for unknown CNs */
+    char default_reason[256];
+    struct node_cfg_net pool;  /* dynamic addresses for allowed clients */
+    struct node_cfg_group *groups;
+    size_t ngroups;
+    struct node_cfg_client *clients;
+    size_t nclients;
+};
+
+/* How ovhad runs openvpn. Either `config` (the operator's file; ovhad adds
+ * only the management options) or the generated settings below. */
+struct node_cfg_openvpn {
+    char binary[256];   /* default /usr/sbin/openvpn */
+    char config[256];   /* operator's config file, "" = generate */
+    char dev[16];       /* generated: tun device name, default "tun0" */
+    char proto[8];      /* "udp" or "tcp-server" */
+    char local[46];     /* listen address; "" = all */
+    unsigned port;      /* default 1194 */
+    char ca[256], cert[256], key[256], tls_crypt[256];
+    struct node_cfg_net network; /* tunnel network; server takes .1 */
+    unsigned keepalive_interval, keepalive_timeout; /* s; 10, 60 */
+    unsigned hand_window;   /* s; default 20 */
+    unsigned verb;          /* openvpn's log verbosity; default 3 */
+    uint64_t restart_backoff_min_ms;  /* 500 */
+    uint64_t restart_backoff_max_ms;  /* 30000 */
+    unsigned crash_loop_limit;        /* crashes in the window; 5 */
+    uint64_t crash_loop_window_ms;    /* 60000 */
+    uint64_t stop_timeout_ms;         /* SIGTERM then SIGKILL; 5000 */
+};
+
+struct node_cfg {
+    char path[4096]; /* the file this was read from */
+
+    /* node */
+    char id[64];          /* gateway id, [A-Za-z0-9_.-]+ */
+    char state_dir[256];  /* management socket dir (0700) lives here */
+    char http_socket[256]; /* default <state_dir>/ovhad.sock */
+
+    /* log (reloadable) */
+    char log_level[8];   /* err|warn|info|debug; default info */
+    bool log_json;       /* log.format: text|json */
+
+    /* management */
+    uint64_t mgmt_cmd_timeout_ms;  /* 5000 */
+    unsigned bytecount_interval;   /* s; 5 */
+
+    /* decision */
+    uint64_t decision_deadline_ms; /* 3000: deny if no decision by then */
+
+    struct node_cfg_openvpn openvpn;
+    struct node_cfg_policy policy;
+};
+
+/* Parses path into a new config. On error returns OVHA_ECONFIG (or
+ * -ENOMEM / -errno for the file) and writes "file:line:col: message" into
+ * errbuf. The caller frees the result with node_cfg_free. */
+int node_cfg_load(const char *path,
+                  struct node_cfg **ret,
+                  char *errbuf,
+                  size_t errlen);
+
+/* Same, from a string (tests); name is used in messages. */
+int node_cfg_load_string(const char *name,
+                         const char *text,
+                         struct node_cfg **ret,
+                         char *errbuf,
+                         size_t errlen);
+
+void node_cfg_free(struct node_cfg *cfg);
+
+/* Checks that next may replace cur on SIGHUP: only reloadable keys
+ * differ. 0 or OVHA_ECONFIG with the first offending key in errbuf. */
+int node_cfg_check_reload(const struct node_cfg *cur,
+                          const struct node_cfg *next,
+                          char *errbuf,
+                          size_t errlen);
+
+/* Parses "a.b.c.d/n" or "x::y/n". 0 or -EINVAL. */
+int node_cfg_parse_net(const char *s, struct node_cfg_net *ret);
+
+#endif
