@@ -48,8 +48,8 @@ struct node_cfg_group {
 };
 
 struct node_cfg_client {
-    char cn[256];                /* exact match on the certificate CN */
-    char groups[8][64];          /* group names, applied in order */
+    char cn[256];       /* exact match on the certificate CN */
+    char groups[8][64]; /* group names, applied in order */
     size_t ngroups;
     struct node_cfg_grant grant; /* overrides */
 };
@@ -58,7 +58,7 @@ struct node_cfg_client {
 struct node_cfg_policy {
     enum node_cfg_action default_action; /* for unknown CNs */
     char default_reason[256];
-    struct node_cfg_net pool;  /* dynamic addresses for allowed clients */
+    struct node_cfg_net pool; /* dynamic addresses for allowed clients */
     struct node_cfg_group *groups;
     size_t ngroups;
     struct node_cfg_client *clients;
@@ -68,39 +68,39 @@ struct node_cfg_policy {
 /* How ovhad runs openvpn. Either `config` (the operator's file; ovhad adds
  * only the management options) or the generated settings below. */
 struct node_cfg_openvpn {
-    char binary[256];   /* default /usr/sbin/openvpn */
-    char config[256];   /* operator's config file, "" = generate */
-    char dev[16];       /* generated: tun device name, default "tun0" */
-    char proto[8];      /* "udp" or "tcp-server" */
-    char local[46];     /* listen address; "" = all */
-    unsigned port;      /* default 1194 */
+    char binary[256]; /* default /usr/sbin/openvpn */
+    char config[256]; /* operator's config file, "" = generate */
+    char dev[16];     /* generated: tun device name, default "tun0" */
+    char proto[16];   /* "udp" or "tcp-server" */
+    char local[46];   /* listen address; "" = all */
+    unsigned port;    /* default 1194 */
     char ca[256], cert[256], key[256], tls_crypt[256];
     struct node_cfg_net network; /* tunnel network; server takes .1 */
     unsigned keepalive_interval, keepalive_timeout; /* s; 10, 60 */
-    unsigned hand_window;   /* s; default 20 */
-    unsigned verb;          /* openvpn's log verbosity; default 3 */
-    uint64_t restart_backoff_min_ms;  /* 500 */
-    uint64_t restart_backoff_max_ms;  /* 30000 */
-    unsigned crash_loop_limit;        /* crashes in the window; 5 */
-    uint64_t crash_loop_window_ms;    /* 60000 */
-    uint64_t stop_timeout_ms;         /* SIGTERM then SIGKILL; 5000 */
+    unsigned hand_window;                           /* s; default 20 */
+    unsigned verb;                   /* openvpn's log verbosity; default 3 */
+    uint64_t restart_backoff_min_ms; /* 500 */
+    uint64_t restart_backoff_max_ms; /* 30000 */
+    unsigned crash_loop_limit;       /* crashes in the window; 5 */
+    uint64_t crash_loop_window_ms;   /* 60000 */
+    uint64_t stop_timeout_ms;        /* SIGTERM then SIGKILL; 5000 */
 };
 
 struct node_cfg {
     char path[4096]; /* the file this was read from */
 
     /* node */
-    char id[64];          /* gateway id, [A-Za-z0-9_.-]+ */
-    char state_dir[256];  /* management socket dir (0700) lives here */
+    char id[64];           /* gateway id, [A-Za-z0-9_.-]+ */
+    char state_dir[256];   /* management socket dir (0700) lives here */
     char http_socket[256]; /* default <state_dir>/ovhad.sock */
 
     /* log (reloadable) */
-    char log_level[8];   /* err|warn|info|debug; default info */
-    bool log_json;       /* log.format: text|json */
+    char log_level[8]; /* err|warn|info|debug; default info */
+    bool log_json;     /* log.format: text|json */
 
     /* management */
-    uint64_t mgmt_cmd_timeout_ms;  /* 5000 */
-    unsigned bytecount_interval;   /* s; 5 */
+    uint64_t mgmt_cmd_timeout_ms; /* 5000 */
+    unsigned bytecount_interval;  /* s; 5 */
 
     /* decision */
     uint64_t decision_deadline_ms; /* 3000: deny if no decision by then */

@@ -1,0 +1,596 @@
+/* Tests for node/config: a full valid file, every error kind with its
+ * exact "file:line:col: message", defaults, and the reload check. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/base.h"
+#include "node/config.h"
+#include "node_tests.h"
+
+static const char node_test_full[] =
+    "node:\n"
+    "  id: gw1\n"
+    "  state_dir: /run/ovha/gw1\n"
+    "  http_socket: /run/ovha/gw1/api.sock\n"
+    "log:\n"
+    "  level: debug\n"
+    "  format: json\n"
+    "management:\n"
+    "  command_timeout_ms: 4000\n"
+    "  bytecount_interval: 7\n"
+    "decision:\n"
+    "  deadline_ms: 2500\n"
+    "openvpn:\n"
+    "  binary: /usr/local/sbin/openvpn\n"
+    "  dev: tun7\n"
+    "  proto: tcp-server\n"
+    "  local: 198.18.0.1\n"
+    "  port: 1195\n"
+    "  ca: /etc/ovha/ca.crt\n"
+    "  cert: /etc/ovha/server.crt\n"
+    "  key: /etc/ovha/server.key\n"
+    "  tls_crypt: /etc/ovha/tc.key\n"
+    "  network: 100.64.0.0/24\n"
+    "  keepalive: [15, 90]\n"
+    "  hand_window: 30\n"
+    "  verb: 4\n"
+    "  restart_backoff_min_ms: 250\n"
+    "  restart_backoff_max_ms: 20000\n"
+    "  crash_loop_limit: 6\n"
+    "  crash_loop_window_ms: 120000\n"
+    "  stop_timeout_ms: 3000\n"
+    "policy:\n"
+    "  default: allow\n"
+    "  default_reason: \"not listed\"\n"
+    "  pool: 100.64.0.128/25\n"
+    "  groups:\n"
+    "    - name: staff\n"
+    "      routes: [100.64.200.0/24]\n"
+    "      push: [\"dhcp-option DOMAIN corp\"]\n"
+    "    - name: ops\n"
+    "      action: deny\n"
+    "      reason: ops-off\n"
+    "  clients:\n"
+    "    - cn: alice\n"
+    "      groups: [staff, ops]\n"
+    "      ip: 100.64.0.10\n"
+    "      routes: [100.64.100.0/24, \"fd00:1::/64\"]\n"
+    "      iroutes: [100.96.1.0/24]\n"
+    "      push: [\"dhcp-option DNS 100.64.0.1\"]\n"
+    "    - cn: mallory\n"
+    "      action: deny\n"
+    "      reason: \"revoked\"\n"
+    "      client_reason: \"Access denied\"\n"
+    "    - cn: \"Bob \\\"the\\\" Builder\"\n"
+    "      action: allow\n"
+    "    - cn: 'x y'\n";
+
+static const char node_test_minimal[] =
+    "node: {id: gw2}\n"
+    "openvpn:\n"
+    "  ca: /c\n"
+    "  cert: /s\n"
+    "  key: /k\n"
+    "  network: 100.64.8.0/22\n";
+
+static struct node_cfg *node_test_load_ok(const char *text)
+{
+    struct node_cfg *cfg = NULL;
+    char err[512];
+    int rv = node_cfg_load_string("t.yaml", text, &cfg, err, sizeof(err));
+    if (rv != 0) {
+        fail_msg("unexpected error %d: %s", rv, err);
+    }
+    assert_non_null(cfg);
+    return cfg;
+}
+
+static void node_test_full_file(void **state)
+{
+    (void)state;
+    struct node_cfg *cfg = node_test_load_ok(node_test_full);
+    const struct node_cfg_openvpn *o = &cfg->openvpn;
+    const struct node_cfg_policy *p = &cfg->policy;
+
+    assert_string_equal(cfg->path, "t.yaml");
+    assert_string_equal(cfg->id, "gw1");
+    assert_string_equal(cfg->state_dir, "/run/ovha/gw1");
+    assert_string_equal(cfg->http_socket, "/run/ovha/gw1/api.sock");
+    assert_string_equal(cfg->log_level, "debug");
+    assert_true(cfg->log_json);
+    assert_int_equal(cfg->mgmt_cmd_timeout_ms, 4000);
+    assert_int_equal(cfg->bytecount_interval, 7);
+    assert_int_equal(cfg->decision_deadline_ms, 2500);
+    assert_string_equal(o->binary, "/usr/local/sbin/openvpn");
+    assert_string_equal(o->config, "");
+    assert_string_equal(o->dev, "tun7");
+    assert_string_equal(o->proto, "tcp-server");
+    assert_string_equal(o->local, "198.18.0.1");
+    assert_int_equal(o->port, 1195);
+    assert_string_equal(o->ca, "/etc/ovha/ca.crt");
+    assert_string_equal(o->cert, "/etc/ovha/server.crt");
+    assert_string_equal(o->key, "/etc/ovha/server.key");
+    assert_string_equal(o->tls_crypt, "/etc/ovha/tc.key");
+    assert_string_equal(o->network.addr, "100.64.0.0");
+    assert_int_equal(o->network.prefix, 24);
+    assert_false(o->network.v6);
+    assert_int_equal(o->keepalive_interval, 15);
+    assert_int_equal(o->keepalive_timeout, 90);
+    assert_int_equal(o->hand_window, 30);
+    assert_int_equal(o->verb, 4);
+    assert_int_equal(o->restart_backoff_min_ms, 250);
+    assert_int_equal(o->restart_backoff_max_ms, 20000);
+    assert_int_equal(o->crash_loop_limit, 6);
+    assert_int_equal(o->crash_loop_window_ms, 120000);
+    assert_int_equal(o->stop_timeout_ms, 3000);
+
+    assert_int_equal(p->default_action, NODE_CFG_ALLOW);
+    assert_string_equal(p->default_reason, "not listed");
+    assert_string_equal(p->pool.addr, "100.64.0.128");
+    assert_int_equal(p->pool.prefix, 25);
+    assert_int_equal(p->ngroups, 2);
+    assert_string_equal(p->groups[0].name, "staff");
+    assert_false(p->groups[0].grant.action_set);
+    assert_int_equal(p->groups[0].grant.nroutes, 1);
+    assert_string_equal(p->groups[0].grant.routes[0].addr, "100.64.200.0");
+    assert_int_equal(p->groups[0].grant.npush, 1);
+    assert_string_equal(p->groups[0].grant.push[0], "dhcp-option DOMAIN corp");
+    assert_true(p->groups[1].grant.action_set);
+    assert_int_equal(p->groups[1].grant.action, NODE_CFG_DENY);
+    assert_string_equal(p->groups[1].grant.reason, "ops-off");
+
+    assert_int_equal(p->nclients, 4);
+    assert_string_equal(p->clients[0].cn, "alice");
+    assert_int_equal(p->clients[0].ngroups, 2);
+    assert_string_equal(p->clients[0].groups[0], "staff");
+    assert_string_equal(p->clients[0].groups[1], "ops");
+    assert_string_equal(p->clients[0].grant.ip, "100.64.0.10");
+    assert_int_equal(p->clients[0].grant.nroutes, 2);
+    assert_string_equal(p->clients[0].grant.routes[1].addr, "fd00:1::");
+    assert_int_equal(p->clients[0].grant.routes[1].prefix, 64);
+    assert_true(p->clients[0].grant.routes[1].v6);
+    assert_int_equal(p->clients[0].grant.niroutes, 1);
+    assert_string_equal(p->clients[0].grant.iroutes[0].addr, "100.96.1.0");
+    assert_string_equal(p->clients[0].grant.push[0],
+                        "dhcp-option DNS 100.64.0.1");
+    assert_false(p->clients[0].grant.action_set);
+    assert_string_equal(p->clients[1].cn, "mallory");
+    assert_int_equal(p->clients[1].grant.action, NODE_CFG_DENY);
+    assert_true(p->clients[1].grant.action_set);
+    assert_string_equal(p->clients[1].grant.reason, "revoked");
+    assert_string_equal(p->clients[1].grant.client_reason, "Access denied");
+    assert_string_equal(p->clients[2].cn, "Bob \"the\" Builder");
+    assert_int_equal(p->clients[2].grant.action, NODE_CFG_ALLOW);
+    assert_true(p->clients[2].grant.action_set);
+    assert_string_equal(p->clients[3].cn, "x y");
+    node_cfg_free(cfg);
+}
+
+static void node_test_defaults(void **state)
+{
+    (void)state;
+    struct node_cfg *cfg = node_test_load_ok(node_test_minimal);
+    assert_string_equal(cfg->id, "gw2");
+    assert_string_equal(cfg->state_dir, "/run/ovha");
+    assert_string_equal(cfg->http_socket, "/run/ovha/ovhad.sock");
+    assert_string_equal(cfg->log_level, "info");
+    assert_false(cfg->log_json);
+    assert_int_equal(cfg->mgmt_cmd_timeout_ms, 5000);
+    assert_int_equal(cfg->bytecount_interval, 5);
+    assert_int_equal(cfg->decision_deadline_ms, 3000);
+    assert_string_equal(cfg->openvpn.binary, "/usr/sbin/openvpn");
+    assert_string_equal(cfg->openvpn.dev, "tun0");
+    assert_string_equal(cfg->openvpn.proto, "udp");
+    assert_string_equal(cfg->openvpn.local, "");
+    assert_int_equal(cfg->openvpn.port, 1194);
+    assert_string_equal(cfg->openvpn.tls_crypt, "");
+    assert_int_equal(cfg->openvpn.keepalive_interval, 10);
+    assert_int_equal(cfg->openvpn.keepalive_timeout, 60);
+    assert_int_equal(cfg->openvpn.hand_window, 20);
+    assert_int_equal(cfg->openvpn.verb, 3);
+    assert_int_equal(cfg->openvpn.restart_backoff_min_ms, 500);
+    assert_int_equal(cfg->openvpn.restart_backoff_max_ms, 30000);
+    assert_int_equal(cfg->openvpn.crash_loop_limit, 5);
+    assert_int_equal(cfg->openvpn.crash_loop_window_ms, 60000);
+    assert_int_equal(cfg->openvpn.stop_timeout_ms, 5000);
+    assert_int_equal(cfg->policy.default_action, NODE_CFG_DENY);
+    assert_string_equal(cfg->policy.default_reason, "unknown client");
+    /* The pool defaults to the whole tunnel network. */
+    assert_string_equal(cfg->policy.pool.addr, "100.64.8.0");
+    assert_int_equal(cfg->policy.pool.prefix, 22);
+    assert_int_equal(cfg->policy.ngroups, 0);
+    assert_null(cfg->policy.groups);
+    assert_int_equal(cfg->policy.nclients, 0);
+    node_cfg_free(cfg);
+}
+
+static void node_test_operator_config(void **state)
+{
+    (void)state;
+    /* With openvpn.config, ca/cert/key are not needed. */
+    struct node_cfg *cfg = node_test_load_ok(
+        "node: {id: a}\n"
+        "openvpn: {config: /etc/openvpn/server.conf, network: "
+        "100.64.0.0/24}\n");
+    assert_string_equal(cfg->openvpn.config, "/etc/openvpn/server.conf");
+    node_cfg_free(cfg);
+}
+
+struct node_test_bad {
+    const char *yaml;
+    const char *err;
+};
+
+#define NODE_TEST_BASE \
+    "node: {id: gw1}\nopenvpn: {config: /o, network: 100.64.0.0/24}\n"
+
+static const struct node_test_bad node_test_bads[] = {
+    /* YAML syntax, reported by libyaml with its own position. */
+    { "node:\n  id: [a\n",
+      "t.yaml:3:1: did not find expected ',' or ']' "
+      "(while parsing a flow sequence at 2:7)" },
+    { "node: {id: a}\n---\nx: 1\n",
+      "t.yaml:3:1: only one YAML document is allowed" },
+    { "- a\n", "t.yaml:1:1: the file must be a mapping of sections" },
+    /* Unknown keys. */
+    { NODE_TEST_BASE "foo: 1\n", "t.yaml:3:1: unknown top-level key 'foo'" },
+    { "openvpn:\n  foo: 1\n",
+      "t.yaml:2:3: unknown key 'foo' in section 'openvpn'" },
+    { NODE_TEST_BASE "policy:\n  clients:\n    - cn: a\n      colour: red\n",
+      "t.yaml:6:7: unknown key 'colour' in section 'policy.clients[0]'" },
+    { NODE_TEST_BASE "policy:\n  groups:\n    - name: g\n      ip: "
+                     "100.64.0.9\n",
+      "t.yaml:6:7: unknown key 'ip' in section 'policy.groups[0]'" },
+    { "openvpn.port: 1\n", "t.yaml:1:1: unknown top-level key 'openvpn.port'" },
+    /* Duplicate keys. */
+    { "openvpn:\n  port: 1\n  port: 2\n",
+      "t.yaml:3:3: duplicate key 'port' in section 'openvpn' (first at 2:3)" },
+    { "node: {id: a}\nnode: {id: b}\n",
+      "t.yaml:2:1: duplicate key 'node' in the top level (first at 1:1)" },
+    /* Types. */
+    { "openvpn:\n  port: abc\n",
+      "t.yaml:2:9: openvpn.port: expected an integer, got 'abc'" },
+    { "openvpn:\n  port: \"1194\"\n",
+      "t.yaml:2:9: openvpn.port: expected an integer, got '1194'" },
+    { "openvpn:\n  port: -1\n",
+      "t.yaml:2:9: openvpn.port: expected an integer, got '-1'" },
+    { "openvpn:\n  port: [1]\n",
+      "t.yaml:2:9: openvpn.port: expected an "
+      "integer" },
+    { "node:\n  id: {a: 1}\n", "t.yaml:2:7: node.id: expected a string" },
+    { "node: 5\n", "t.yaml:1:7: section 'node' must be a mapping" },
+    { "openvpn:\n  keepalive: [10]\n",
+      "t.yaml:2:14: openvpn.keepalive: expected [interval, timeout]" },
+    { "policy:\n  clients: {cn: a}\n",
+      "t.yaml:2:12: policy.clients: expected a list" },
+    { "policy:\n  clients: [a]\n",
+      "t.yaml:2:13: policy.clients[0]: expected a mapping" },
+    /* Bounds and choices. */
+    { "openvpn:\n  port: 70000\n",
+      "t.yaml:2:9: openvpn.port: 70000 is out of range [1, 65535]" },
+    { "openvpn:\n  port: 0\n",
+      "t.yaml:2:9: openvpn.port: 0 is out of range [1, 65535]" },
+    { "openvpn:\n  verb: 99999999999999999999999\n",
+      "t.yaml:2:9: openvpn.verb: 99999999999999999999999 is out of range "
+      "[0, 11]" },
+    { "openvpn:\n  keepalive: [10, 0]\n",
+      "t.yaml:2:19: openvpn.keepalive: 0 is out of range [1, 3600]" },
+    { "log:\n  level: loud\n",
+      "t.yaml:2:10: log.level: 'loud' is not one of err|warn|info|debug" },
+    { "log:\n  format: xml\n",
+      "t.yaml:2:11: log.format: 'xml' is not one of text|json" },
+    { "openvpn:\n  proto: tcp\n",
+      "t.yaml:2:10: openvpn.proto: 'tcp' is not one of udp|tcp-server" },
+    { "policy:\n  default: maybe\n",
+      "t.yaml:2:12: policy.default: 'maybe' is not one of allow|deny" },
+    /* Strings. */
+    { "node:\n  id: \"gw 1\"\n",
+      "t.yaml:2:7: node.id: 'gw 1' may only contain letters, digits, '_', "
+      "'.' and '-'" },
+    { "node:\n  id: "
+      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+      "aaaaa\n",
+      "t.yaml:2:7: node.id: longer than 63 bytes" },
+    { "openvpn:\n  dev: tun0123456789abcd\n",
+      "t.yaml:2:8: openvpn.dev: longer than 15 bytes" },
+    { "openvpn:\n  ca: \"/a\\nb\"\n",
+      "t.yaml:2:7: openvpn.ca: '/a\\x0ab' contains a control character" },
+    { "policy:\n  clients:\n    - cn: \"a\\0b\"\n",
+      "t.yaml:3:11: policy.clients[0].cn: contains a NUL byte" },
+    { "policy:\n  clients:\n    - cn: \"\"\n",
+      "t.yaml:3:11: policy.clients[0].cn: must not be empty" },
+    { "policy:\n  clients:\n    - ip: 100.64.0.9\n",
+      "t.yaml:3:7: policy.clients[0]: missing required key 'cn'" },
+    { "policy:\n  groups:\n    - routes: []\n",
+      "t.yaml:3:7: policy.groups[0]: missing required key 'name'" },
+    /* Networks and addresses. */
+    { "openvpn:\n  network: 100.64.0.1/24\n",
+      "t.yaml:2:12: openvpn.network: '100.64.0.1/24' is not a network in "
+      "CIDR form (address/prefix, host bits zero)" },
+    { "openvpn:\n  network: 100.64.0.0\n",
+      "t.yaml:2:12: openvpn.network: '100.64.0.0' is not a network in CIDR "
+      "form (address/prefix, host bits zero)" },
+    { "openvpn:\n  local: 198.18.0.300\n",
+      "t.yaml:2:10: openvpn.local: '198.18.0.300' is not an IP address" },
+    { "policy:\n  clients:\n    - {cn: a, ip: \"fd00::5\"}\n",
+      "t.yaml:3:19: policy.clients[0].ip: 'fd00::5' is not an IPv4 address" },
+    { "policy:\n  groups:\n    - name: g\n      routes: [100.64.1.0/33]\n",
+      "t.yaml:4:16: policy.groups[0].routes[0]: '100.64.1.0/33' is not a "
+      "network in CIDR form (address/prefix, host bits zero)" },
+    /* Array bounds. */
+    { "policy:\n  clients:\n    - cn: a\n      push: [a,b,c,d,e,f,g,h,i,j,"
+      "k,l,m,n,o,p,q]\n",
+      "t.yaml:4:46: policy.clients[0].push: more than 16 entries" },
+    { "policy:\n  clients:\n    - cn: a\n      groups: [a,b,c,d,e,f,g,h,i]\n",
+      "t.yaml:4:32: policy.clients[0].groups: more than 8 entries" },
+    /* Required keys. */
+    { "", "t.yaml:1:1: missing required key 'node.id'" },
+    { "openvpn: {network: 100.64.0.0/24}\nnode:\n  state_dir: /x\n",
+      "t.yaml:3:3: missing required key 'node.id'" },
+    { "node: {id: a}\n", "t.yaml:1:1: missing required key 'openvpn.network'" },
+    { "node: {id: a}\nopenvpn:\n  network: 100.64.0.0/24\n  ca: /c\n",
+      "t.yaml:3:3: missing required key 'openvpn.cert' (needed when "
+      "openvpn.config is not set)" },
+    /* Checks across keys. */
+    { "node: {id: a}\nopenvpn: {config: /o, network: \"fd00::/64\"}\n",
+      "t.yaml:2:32: openvpn.network: must be an IPv4 network with a prefix "
+      "of at most /30" },
+    { NODE_TEST_BASE "policy:\n  pool: 100.64.1.0/25\n",
+      "t.yaml:4:9: policy.pool: 100.64.1.0/25 is not inside openvpn.network "
+      "100.64.0.0/24" },
+    { NODE_TEST_BASE "policy:\n  clients:\n    - {cn: a, ip: 100.65.0.9}\n",
+      "t.yaml:5:19: policy.clients[0].ip: 100.65.0.9 is outside the tunnel "
+      "network 100.64.0.0/24" },
+    { NODE_TEST_BASE "policy:\n  clients:\n    - {cn: a, ip: 100.64.0.1}\n",
+      "t.yaml:5:19: policy.clients[0].ip: 100.64.0.1 is the network, "
+      "broadcast or server address of 100.64.0.0/24" },
+    { NODE_TEST_BASE "policy:\n  clients:\n    - {cn: a, ip: 100.64.0.9}\n"
+                     "    - {cn: b, ip: 100.64.0.9}\n",
+      "t.yaml:6:19: policy.clients[1].ip: 100.64.0.9 is already given to "
+      "policy.clients[0]" },
+    { NODE_TEST_BASE "policy:\n  clients:\n    - cn: \"a b\"\n    - cn: "
+                     "'a b'\n",
+      "t.yaml:6:11: policy.clients[1].cn: duplicate cn 'a b' (first at "
+      "5:11)" },
+    { NODE_TEST_BASE "policy:\n  groups: [{name: g}, {name: g}]\n",
+      "t.yaml:4:30: policy.groups[1].name: duplicate group 'g' (first at "
+      "4:19)" },
+    { NODE_TEST_BASE "policy:\n  clients:\n    - {cn: a, groups: [staf]}\n",
+      "t.yaml:5:24: policy.clients[0].groups: unknown group 'staf'" },
+    { NODE_TEST_BASE "openvpn2: 1\n",
+      "t.yaml:3:1: unknown top-level key 'openvpn2'" },
+    { "node: {id: a}\nopenvpn: {config: /o, network: 100.64.0.0/24, "
+      "keepalive: [10, 15]}\n",
+      "t.yaml:2:58: openvpn.keepalive: the timeout (15) must be at least "
+      "twice the interval (10)" },
+    { NODE_TEST_BASE "decision: {deadline_ms: 20000}\n",
+      "t.yaml:3:25: decision.deadline_ms (20000) must be below "
+      "openvpn.hand_window (20 s)" },
+    { "node: {id: a}\nopenvpn: {config: /o, network: 100.64.0.0/24, "
+      "restart_backoff_min_ms: 9000, restart_backoff_max_ms: 8000}\n",
+      "t.yaml:2:101: openvpn.restart_backoff_min_ms (9000) exceeds "
+      "openvpn.restart_backoff_max_ms (8000)" },
+};
+
+static void node_test_errors(void **state)
+{
+    (void)state;
+    size_t n = sizeof(node_test_bads) / sizeof(node_test_bads[0]);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct node_cfg *cfg = NULL;
+        char err[512];
+        int rv = node_cfg_load_string("t.yaml", node_test_bads[i].yaml, &cfg,
+                                      err, sizeof(err));
+        if (rv != OVHA_ECONFIG || strcmp(err, node_test_bads[i].err) != 0) {
+            print_error("case %zu: rv=%d\n  got:  %s\n  want: %s\n", i, rv, err,
+                        node_test_bads[i].err);
+            bad++;
+        }
+        assert_null(cfg);
+    }
+    assert_int_equal(bad, 0);
+}
+
+static void node_test_long_cn(void **state)
+{
+    (void)state;
+    char yaml[1024], err[512];
+    struct node_cfg *cfg = NULL;
+    char cn[300];
+    memset(cn, 'c', 256);
+    cn[256] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             NODE_TEST_BASE
+             "policy:\n  clients:\n"
+             "    - cn: %s\n",
+             cn);
+    assert_int_equal(
+        node_cfg_load_string("t.yaml", yaml, &cfg, err, sizeof(err)),
+        OVHA_ECONFIG);
+    assert_string_equal(err,
+                        "t.yaml:5:11: policy.clients[0].cn: longer than 255 "
+                        "bytes");
+    cn[255] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             NODE_TEST_BASE
+             "policy:\n  clients:\n"
+             "    - cn: %s\n",
+             cn);
+    assert_int_equal(
+        node_cfg_load_string("t.yaml", yaml, &cfg, err, sizeof(err)), 0);
+    assert_int_equal(strlen(cfg->policy.clients[0].cn), 255);
+    node_cfg_free(cfg);
+}
+
+static void node_test_too_many_routes(void **state)
+{
+    (void)state;
+    struct ovha_buf b;
+    struct node_cfg *cfg = NULL;
+    char err[512];
+    ovha_buf_init(&b);
+    ovha_buf_appends(&b, NODE_TEST_BASE
+                     "policy:\n  groups:\n    - name: g\n"
+                     "      routes:\n");
+    for (int i = 0; i <= NODE_CFG_MAX_ROUTES; i++) {
+        ovha_buf_printf(&b, "        - 100.65.%d.0/24\n", i);
+    }
+    assert_int_equal(
+        node_cfg_load_string("t.yaml", b.data, &cfg, err, sizeof(err)),
+        OVHA_ECONFIG);
+    assert_string_equal(err,
+                        "t.yaml:71:11: policy.groups[0].routes: more than 64 "
+                        "entries");
+    ovha_buf_free(&b);
+}
+
+static void node_test_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ovha-cfg-XXXXXX";
+    char err[512];
+    struct node_cfg *cfg = NULL;
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, node_test_minimal, strlen(node_test_minimal)),
+                     (ssize_t)strlen(node_test_minimal));
+    close(fd);
+    assert_int_equal(node_cfg_load(path, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->path, path);
+    assert_string_equal(cfg->id, "gw2");
+    node_cfg_free(cfg);
+    unlink(path);
+    assert_int_equal(node_cfg_load(path, &cfg, err, sizeof(err)), -ENOENT);
+    assert_non_null(strstr(err, "No such file"));
+}
+
+static void node_test_reload(void **state)
+{
+    (void)state;
+    struct node_cfg *cur = node_test_load_ok(node_test_full);
+    struct ovha_buf b;
+    char err[512];
+    struct node_cfg *next;
+
+    /* policy.* and log.* may change. */
+    ovha_buf_init(&b);
+    ovha_buf_appends(&b, node_test_full);
+    ovha_buf_appends(&b, "    - cn: carol\n");
+    next = node_test_load_ok(b.data);
+    assert_int_equal(node_cfg_check_reload(cur, next, err, sizeof(err)), 0);
+    node_cfg_free(next);
+    ovha_buf_free(&b);
+
+    struct {
+        const char *from, *to, *key;
+    } changes[] = {
+        { "level: debug", "level: err", NULL },
+        { "format: json", "format: text", NULL },
+        { "default: allow", "default: deny", NULL },
+        { "pool: 100.64.0.128/25", "pool: 100.64.0.192/26", NULL },
+        { "port: 1195", "port: 1196", "openvpn.port" },
+        { "id: gw1", "id: gw9", "node.id" },
+        { "network: 100.64.0.0/24", "network: 100.64.0.0/23",
+          "openvpn.network" },
+        { "keepalive: [15, 90]", "keepalive: [15, 91]", "openvpn.keepalive" },
+        { "proto: tcp-server", "proto: udp", "openvpn.proto" },
+        { "deadline_ms: 2500", "deadline_ms: 2600", "decision.deadline_ms" },
+        { "stop_timeout_ms: 3000", "stop_timeout_ms: 3001",
+          "openvpn.stop_timeout_ms" },
+    };
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        const char *at = strstr(node_test_full, changes[i].from);
+        assert_non_null(at);
+        ovha_buf_init(&b);
+        ovha_buf_append(&b, node_test_full, (size_t)(at - node_test_full));
+        ovha_buf_appends(&b, changes[i].to);
+        ovha_buf_appends(&b, at + strlen(changes[i].from));
+        next = node_test_load_ok(b.data);
+        int rv = node_cfg_check_reload(cur, next, err, sizeof(err));
+        if (changes[i].key == NULL) {
+            assert_int_equal(rv, 0);
+        } else {
+            char want[256];
+            snprintf(want, sizeof(want),
+                     "t.yaml: %s cannot change on reload (only log.* and "
+                     "policy.* can; restart ovhad)",
+                     changes[i].key);
+            assert_int_equal(rv, OVHA_ECONFIG);
+            assert_string_equal(err, want);
+        }
+        node_cfg_free(next);
+        ovha_buf_free(&b);
+    }
+    node_cfg_free(cur);
+}
+
+static void node_test_parse_net(void **state)
+{
+    (void)state;
+    struct node_cfg_net n;
+    assert_int_equal(node_cfg_parse_net("100.64.0.0/10", &n), 0);
+    assert_string_equal(n.addr, "100.64.0.0");
+    assert_int_equal(n.prefix, 10);
+    assert_int_equal(node_cfg_parse_net("0.0.0.0/0", &n), 0);
+    assert_int_equal(node_cfg_parse_net("fd00:0::/16", &n), 0);
+    assert_string_equal(n.addr, "fd00::");
+    assert_true(n.v6);
+    assert_int_equal(node_cfg_parse_net("100.64.0.0/010", &n), -EINVAL);
+    assert_int_equal(node_cfg_parse_net("100.64.0.0/", &n), -EINVAL);
+    assert_int_equal(node_cfg_parse_net("100.64.0.0/+1", &n), -EINVAL);
+    assert_int_equal(node_cfg_parse_net("100.64.0.0/33", &n), -EINVAL);
+    assert_int_equal(node_cfg_parse_net("100.64.0.128/24", &n), -EINVAL);
+    assert_int_equal(node_cfg_parse_net("100.64.0.0", &n), -EINVAL);
+    assert_int_equal(node_cfg_parse_net("fd00::1/64", &n), -EINVAL);
+    assert_int_equal(node_cfg_parse_net("fd00::/129", &n), -EINVAL);
+    assert_int_equal(node_cfg_parse_net("host/24", &n), -EINVAL);
+}
+
+/* Every allocation failure must end in -ENOMEM with nothing leaked. */
+static void node_test_oom(void **state)
+{
+    (void)state;
+    int ok = 0;
+    for (long n = 0; n < 64 && !ok; n++) {
+        struct node_cfg *cfg = NULL;
+        char err[512];
+        ovha_alloc_fail_after(n);
+        int rv = node_cfg_load_string("t.yaml", node_test_full, &cfg, err,
+                                      sizeof(err));
+        ovha_alloc_fail_after(-1);
+        if (rv == 0) {
+            ok = 1;
+            node_cfg_free(cfg);
+        } else {
+            assert_int_equal(rv, -ENOMEM);
+            assert_null(cfg);
+        }
+    }
+    assert_true(ok);
+}
+
+int node_test_config(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(node_test_full_file),
+        cmocka_unit_test(node_test_defaults),
+        cmocka_unit_test(node_test_operator_config),
+        cmocka_unit_test(node_test_errors),
+        cmocka_unit_test(node_test_long_cn),
+        cmocka_unit_test(node_test_too_many_routes),
+        cmocka_unit_test(node_test_file),
+        cmocka_unit_test(node_test_reload),
+        cmocka_unit_test(node_test_parse_net),
+        cmocka_unit_test(node_test_oom),
+    };
+    return cmocka_run_group_tests_name("node_config", tests, NULL, NULL);
+}
