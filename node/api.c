@@ -1,0 +1,112 @@
+/* node/api: HTTP handlers for /healthz and the /v1 admin API.
+ *
+ * Handlers read node state and answer at once; none blocks. Bodies are
+ * JSON (jansson). */
+#include <errno.h>
+#include <jansson.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "node/node.h"
+
+static const char *node_api_session_state(enum node_session_state st)
+{
+    return st == NODE_SESSION_ESTABLISHED ? "established" : "authorized";
+}
+
+static void node_api_error(struct node_http_req *r,
+                           unsigned status,
+                           const char *msg)
+{
+    node_http_respond_json(r, status, json_pack("{s:s}", "error", msg));
+}
+
+static void node_api_healthz(struct node_http_req *r, void *data)
+{
+    struct node *n = data;
+    struct node_clients_stats st;
+    const struct node_session *s;
+    size_t live = node_clients_sessions(n->clients, &s);
+    node_clients_get_stats(n->clients, &st);
+    json_t *body = json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "status",
+        "ok", "gateway", n->cfg->id, "openvpn",
+        node_sup_state_name(node_sup_state(n->sup)), "management",
+        n->mgmt_up ? "up" : "down", "sessions", (json_int_t)live, "pending",
+        (json_int_t)node_clients_pending(n->clients), "uptime_ms",
+        (json_int_t)(ovha_now_mono_ms() - n->started_ms), "decisions",
+        "allowed", (json_int_t)st.allowed, "denied", (json_int_t)st.denied,
+        "deadline_denied", (json_int_t)st.deadline_denied);
+    node_http_respond_json(r, 200, body);
+}
+
+static json_t *node_api_session_json(const struct node_session *s)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "cid",
+                     (json_int_t)s->cid, "cn", s->cn, "real_address",
+                     s->real_addr, "vpn_ip", s->vpn_ip, "state",
+                     node_api_session_state(s->state), "connected_since",
+                     (json_int_t)s->since, "bytes_in", (json_int_t)s->bytes_in,
+                     "bytes_out", (json_int_t)s->bytes_out);
+}
+
+static void node_api_sessions(struct node_http_req *r, void *data)
+{
+    struct node *n = data;
+    const struct node_session *s;
+    size_t count = node_clients_sessions(n->clients, &s);
+    const char *cn = node_http_req_query(r, "cn");
+    json_t *list = json_array();
+    for (size_t i = 0; list != NULL && i < count; i++) {
+        if (cn == NULL || strcmp(cn, s[i].cn) == 0) {
+            json_array_append_new(list, node_api_session_json(&s[i]));
+        }
+    }
+    node_http_respond_json(r, 200, json_pack("{s:o}", "sessions", list));
+}
+
+static void node_api_kill(struct node_http_req *r, void *data)
+{
+    struct node *n = data;
+    size_t len = 0;
+    const char *body = node_http_req_body(r, &len);
+    json_error_t jerr;
+    json_t *req = json_loadb(body != NULL ? body : "", len, 0, &jerr);
+    const char *cn = NULL;
+    const char *msg = NULL;
+    if (req == NULL ||
+        json_unpack(req, "{s:s, s?:s}", "cn", &cn, "message", &msg) != 0) {
+        json_decref(req);
+        node_api_error(r, 400,
+                       "body must be {\"cn\": string, "
+                       "\"message\"?: string}");
+        return;
+    }
+    if (msg != NULL && mgmt_check_quoted(msg, MGMT_MAX_TOKEN) != 0) {
+        json_decref(req);
+        node_api_error(r, 400, "message contains forbidden characters");
+        return;
+    }
+    size_t killed = node_clients_kill_cn(n->clients, cn, msg);
+    json_decref(req);
+    if (killed == 0) {
+        node_api_error(r, 404, "no live session for cn");
+        return;
+    }
+    node_http_respond_json(r, 200,
+                           json_pack("{s:I}", "killed", (json_int_t)killed));
+}
+
+int node_api_register(struct node *n)
+{
+    int rv = node_http_route(n->http, "GET", "/healthz", node_api_healthz, n);
+    if (rv == 0) {
+        rv = node_http_route(n->http, "GET", "/v1/sessions", node_api_sessions,
+                             n);
+    }
+    if (rv == 0) {
+        rv = node_http_route(n->http, "POST", "/v1/sessions/kill",
+                             node_api_kill, n);
+    }
+    return rv;
+}

@@ -1,0 +1,641 @@
+/* node/clients: the connection path. See clients.h for the flow. */
+#include "node/clients.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+
+struct node_pending {
+    struct node_pending *prev, *next;
+    struct node_clients *c;
+    uint64_t cid;
+    uint32_t kid;
+    bool reauth;
+    char cn[256];
+    uint64_t deadline; /* monotonic ms */
+    void *handle;      /* the decider's, for cancel */
+    bool in_decide;    /* inside decider->decide: do not free yet */
+    bool done;
+};
+
+struct node_clients {
+    uv_loop_t *loop;
+    struct mgmt_conn *mgmt;
+    struct node_decider decider;
+    uint64_t deadline_ms;
+    struct node_pending *head, *tail; /* arrival order = deadline order */
+    size_t npending;
+    uv_timer_t timer;
+    struct node_session *sessions;
+    size_t nsessions, capsessions;
+    /* Resync generations: a session created after `status 3` was sent is
+     * newer than the reply and must survive it. */
+    uint64_t gen, resync_gen;
+    struct node_clients_stats stats;
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+/* Writes cn with '"' and '\\' escaped so log lines stay parseable; the
+ * logger itself replaces control bytes. */
+static const char *node_clients_q(const char *s, char *out, size_t len)
+{
+    size_t n = 0;
+    for (; *s != '\0' && n + 3 < len; s++) {
+        if (*s == '"' || *s == '\\') {
+            out[n++] = '\\';
+        }
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+    return out;
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+static void node_clients_reply_cb(struct mgmt_conn *m,
+                                  int status,
+                                  const struct mgmt_reply *reply,
+                                  void *data)
+{
+    (void)m;
+    const char *what = data;
+    if (status != 0) {
+        LOG_WARN("clients", "%s: %s%s%s", what, ovha_strerror(status),
+                 reply != NULL && reply->text != NULL ? ": " : "",
+                 reply != NULL && reply->text != NULL ? reply->text : "");
+    }
+}
+
+static int node_clients_send(struct node_clients *c,
+                             struct ovha_buf *b,
+                             const char *what)
+{
+    int rv = mgmt_conn_send(c->mgmt, b->data, b->len, node_clients_reply_cb,
+                            (void *)what);
+    if (rv != 0) {
+        LOG_WARN("clients", "%s: cannot queue: %s", what, ovha_strerror(rv));
+    }
+    return rv;
+}
+
+static void node_clients_send_deny(struct node_clients *c,
+                                   uint64_t cid,
+                                   uint32_t kid,
+                                   const char *reason,
+                                   const char *client_reason)
+{
+    struct ovha_buf b;
+    ovha_buf_init(&b);
+    int rv = mgmt_cmd_client_deny(&b, cid, kid, reason, client_reason);
+    if (rv != 0) {
+        /* The reason itself was unusable: deny with a fixed text. */
+        rv = mgmt_cmd_client_deny(&b, cid, kid, "denied", "Access denied");
+    }
+    if (rv == 0) {
+        node_clients_send(c, &b, "client-deny");
+    }
+    ovha_buf_free(&b);
+}
+
+/* ---- session table ------------------------------------------------------ */
+
+static struct node_session *node_clients_find(struct node_clients *c,
+                                              uint64_t cid)
+{
+    for (size_t i = 0; i < c->nsessions; i++) {
+        if (c->sessions[i].cid == cid) {
+            return &c->sessions[i];
+        }
+    }
+    return NULL;
+}
+
+static struct node_session *node_clients_add(struct node_clients *c,
+                                             uint64_t cid)
+{
+    struct node_session *s = node_clients_find(c, cid);
+    if (s != NULL) {
+        return s;
+    }
+    if (c->nsessions == c->capsessions) {
+        size_t cap = c->capsessions ? 2 * c->capsessions : 64;
+        void *n = ovha_realloc(c->sessions, cap * sizeof(*c->sessions));
+        if (n == NULL) {
+            return NULL;
+        }
+        c->sessions = n;
+        c->capsessions = cap;
+    }
+    s = &c->sessions[c->nsessions++];
+    memset(s, 0, sizeof(*s));
+    s->cid = cid;
+    s->gen = c->gen;
+    return s;
+}
+
+/* Removes the session and tells the decider its address is free. */
+static void node_clients_remove(struct node_clients *c, struct node_session *s)
+{
+    if (c->decider.ops->session_closed != NULL) {
+        c->decider.ops->session_closed(c->decider.impl, s->cn, s->vpn_ip);
+    }
+    *s = c->sessions[--c->nsessions];
+}
+
+/* ---- pending decisions -------------------------------------------------- */
+
+static void node_pending_unlink(struct node_clients *c, struct node_pending *p)
+{
+    if (p->prev != NULL) {
+        p->prev->next = p->next;
+    } else {
+        c->head = p->next;
+    }
+    if (p->next != NULL) {
+        p->next->prev = p->prev;
+    } else {
+        c->tail = p->prev;
+    }
+    p->prev = p->next = NULL;
+    c->npending--;
+}
+
+static void node_pending_finish(struct node_pending *p)
+{
+    node_pending_unlink(p->c, p);
+    p->done = true;
+    if (!p->in_decide) {
+        ovha_free(p);
+    }
+}
+
+static void node_clients_timer_cb(uv_timer_t *t);
+
+static void node_clients_arm(struct node_clients *c)
+{
+    if (c->head == NULL) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uint64_t now = ovha_now_mono_ms();
+    uint64_t due = c->head->deadline > now ? c->head->deadline - now : 0;
+    uv_timer_start(&c->timer, node_clients_timer_cb, due, 0);
+}
+
+/* Builds and sends client-auth for an allowed CONNECT. */
+static void node_clients_send_auth(struct node_clients *c,
+                                   struct node_pending *p,
+                                   const struct node_decision *d)
+{
+    const char *push[NODE_CFG_MAX_PUSH];
+    struct mgmt_client_config cfg;
+    struct ovha_buf b;
+    char q[600];
+    node_decision_client_config(d, push, &cfg);
+    ovha_buf_init(&b);
+    int rv = mgmt_cmd_client_auth(&b, p->cid, p->kid, &cfg);
+    if (rv != 0) {
+        LOG_WARN("decide",
+                 "deny cn=\"%s\" cid=%llu: policy output refused "
+                 "by the command builder: %s",
+                 node_clients_q(p->cn, q, sizeof(q)),
+                 (unsigned long long)p->cid, ovha_strerror(rv));
+        c->stats.denied++;
+        node_clients_send_deny(c, p->cid, p->kid, "invalid policy output",
+                               "Access denied");
+        ovha_buf_free(&b);
+        return;
+    }
+    node_clients_send(c, &b, "client-auth");
+    ovha_buf_free(&b);
+    struct node_session *s = node_clients_add(c, p->cid);
+    if (s != NULL) {
+        ovha_strlcpy(s->cn, p->cn, sizeof(s->cn));
+        ovha_strlcpy(s->vpn_ip, d->ip, sizeof(s->vpn_ip));
+        s->state = NODE_SESSION_AUTHORIZED;
+    }
+    c->stats.allowed++;
+    LOG_INFO("decide",
+             "allow cn=\"%s\" cid=%llu kid=%u ip=%s routes=%zu "
+             "iroutes=%zu",
+             node_clients_q(p->cn, q, sizeof(q)), (unsigned long long)p->cid,
+             p->kid, d->ip, d->nroutes, d->niroutes);
+}
+
+/* REAUTH: a client-auth block would be ignored by openvpn, so an allow
+ * is client-auth-nt; a deny ends the session. */
+static void node_clients_answer_reauth(struct node_clients *c,
+                                       struct node_pending *p,
+                                       const struct node_decision *d)
+{
+    char q[600];
+    if (!d->allow) {
+        c->stats.reauth_denied++;
+        LOG_INFO("decide", "deny reauth cn=\"%s\" cid=%llu reason=\"%s\"",
+                 node_clients_q(p->cn, q, sizeof(q)),
+                 (unsigned long long)p->cid, d->reason);
+        node_clients_send_deny(c, p->cid, p->kid, d->reason, d->client_reason);
+        return;
+    }
+    struct ovha_buf b;
+    ovha_buf_init(&b);
+    if (mgmt_cmd_client_auth_nt(&b, p->cid, p->kid) == 0) {
+        node_clients_send(c, &b, "client-auth-nt");
+    }
+    ovha_buf_free(&b);
+    c->stats.reauth_allowed++;
+    LOG_DEBUG("decide", "allow reauth cn=\"%s\" cid=%llu",
+              node_clients_q(p->cn, q, sizeof(q)), (unsigned long long)p->cid);
+}
+
+static void node_clients_decided_cb(const struct node_decision *d, void *data)
+{
+    struct node_pending *p = data;
+    struct node_clients *c = p->c;
+    char q[600];
+    if (p->done) {
+        return; /* already answered by the deadline */
+    }
+    if (p->reauth) {
+        node_clients_answer_reauth(c, p, d);
+    } else if (d->allow) {
+        node_clients_send_auth(c, p, d);
+    } else {
+        c->stats.denied++;
+        LOG_INFO("decide", "deny cn=\"%s\" cid=%llu kid=%u reason=\"%s\"",
+                 node_clients_q(p->cn, q, sizeof(q)),
+                 (unsigned long long)p->cid, p->kid, d->reason);
+        node_clients_send_deny(c, p->cid, p->kid, d->reason, d->client_reason);
+    }
+    node_pending_finish(p);
+    node_clients_arm(c);
+}
+
+static void node_clients_timer_cb(uv_timer_t *t)
+{
+    struct node_clients *c = t->data;
+    uint64_t now = ovha_now_mono_ms();
+    char q[600];
+    while (c->head != NULL && c->head->deadline <= now) {
+        struct node_pending *p = c->head;
+        c->decider.ops->cancel(c->decider.impl, p->handle);
+        c->stats.deadline_denied++;
+        LOG_WARN("decide",
+                 "deny cn=\"%s\" cid=%llu kid=%u: no decision "
+                 "within %llu ms",
+                 node_clients_q(p->cn, q, sizeof(q)),
+                 (unsigned long long)p->cid, p->kid,
+                 (unsigned long long)c->deadline_ms);
+        node_clients_send_deny(c, p->cid, p->kid, "decision deadline exceeded",
+                               "Service temporarily unavailable");
+        node_pending_finish(p);
+    }
+    node_clients_arm(c);
+}
+
+static void node_clients_on_auth_request(struct node_clients *c,
+                                         const struct mgmt_event *ev,
+                                         bool reauth)
+{
+    const char *cn = mgmt_env_get(&ev->env, "common_name");
+    const char *user = mgmt_env_get(&ev->env, "username");
+    const char *ip = mgmt_env_get(&ev->env, "untrusted_ip");
+    if (cn == NULL || cn[0] == '\0') {
+        c->stats.denied++;
+        LOG_INFO("decide", "deny cid=%llu kid=%u: no common name",
+                 (unsigned long long)ev->cid, ev->kid);
+        node_clients_send_deny(c, ev->cid, ev->kid, "no common name",
+                               "Access denied");
+        return;
+    }
+    struct node_pending *p = ovha_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        node_clients_send_deny(c, ev->cid, ev->kid, "out of memory",
+                               "Service temporarily unavailable");
+        return;
+    }
+    p->c = c;
+    p->cid = ev->cid;
+    p->kid = ev->kid;
+    p->reauth = reauth;
+    ovha_strlcpy(p->cn, cn, sizeof(p->cn));
+    p->deadline = ovha_now_mono_ms() + c->deadline_ms;
+    p->prev = c->tail;
+    if (c->tail != NULL) {
+        c->tail->next = p;
+    } else {
+        c->head = p;
+    }
+    c->tail = p;
+    c->npending++;
+    struct node_decision_req req = {
+        .cid = ev->cid,
+        .kid = ev->kid,
+        .reauth = reauth,
+        .cn = cn,
+        .username = user != NULL ? user : "",
+        .real_ip = ip != NULL ? ip : "",
+    };
+    p->in_decide = true;
+    int rv = c->decider.ops->decide(c->decider.impl, &req,
+                                    node_clients_decided_cb, p, &p->handle);
+    p->in_decide = false;
+    if (rv != 0 && !p->done) {
+        c->stats.denied++;
+        node_clients_send_deny(c, p->cid, p->kid, "decision failed",
+                               "Service temporarily unavailable");
+        node_pending_finish(p);
+    }
+    if (p->done) {
+        ovha_free(p);
+    }
+    node_clients_arm(c);
+}
+
+/* A DISCONNECT while the decision is pending: nobody to answer. */
+static void node_clients_drop_pending_cid(struct node_clients *c, uint64_t cid)
+{
+    struct node_pending *p = c->head;
+    while (p != NULL) {
+        struct node_pending *next = p->next;
+        if (p->cid == cid) {
+            c->decider.ops->cancel(c->decider.impl, p->handle);
+            node_pending_finish(p);
+        }
+        p = next;
+    }
+}
+
+static void node_clients_on_established(struct node_clients *c,
+                                        const struct mgmt_event *ev)
+{
+    struct node_session *s = node_clients_add(c, ev->cid);
+    if (s == NULL) {
+        return;
+    }
+    const char *cn = mgmt_env_get(&ev->env, "common_name");
+    const char *vip = mgmt_env_get(&ev->env, "ifconfig_pool_remote_ip");
+    const char *ip = mgmt_env_get(&ev->env, "trusted_ip");
+    const char *port = mgmt_env_get(&ev->env, "trusted_port");
+    const char *t = mgmt_env_get(&ev->env, "time_unix");
+    uint64_t since = 0;
+    if (cn != NULL) {
+        ovha_strlcpy(s->cn, cn, sizeof(s->cn));
+    }
+    if (vip != NULL) {
+        ovha_strlcpy(s->vpn_ip, vip, sizeof(s->vpn_ip));
+    }
+    if (ip != NULL) {
+        snprintf(s->real_addr, sizeof(s->real_addr), "%s:%s", ip,
+                 port != NULL ? port : "0");
+    }
+    if (t != NULL && ovha_parse_u64(t, UINT64_MAX, &since) == 0) {
+        s->since = since;
+    }
+    s->state = NODE_SESSION_ESTABLISHED;
+}
+
+static void node_clients_on_disconnect(struct node_clients *c,
+                                       const struct mgmt_event *ev)
+{
+    node_clients_drop_pending_cid(c, ev->cid);
+    struct node_session *s = node_clients_find(c, ev->cid);
+    if (s != NULL) {
+        char q[600];
+        LOG_INFO("clients", "disconnect cn=\"%s\" cid=%llu ip=%s",
+                 node_clients_q(s->cn, q, sizeof(q)),
+                 (unsigned long long)s->cid, s->vpn_ip);
+        node_clients_remove(c, s);
+    }
+    node_clients_arm(c);
+}
+
+void node_clients_on_event(struct node_clients *c, const struct mgmt_event *ev)
+{
+    struct node_session *s;
+    switch (ev->type) {
+    case MGMT_EV_CLIENT_CONNECT:
+        node_clients_on_auth_request(c, ev, false);
+        break;
+    case MGMT_EV_CLIENT_REAUTH:
+        node_clients_on_auth_request(c, ev, true);
+        break;
+    case MGMT_EV_CLIENT_ESTABLISHED:
+        node_clients_on_established(c, ev);
+        break;
+    case MGMT_EV_CLIENT_DISCONNECT:
+        node_clients_on_disconnect(c, ev);
+        break;
+    case MGMT_EV_BYTECOUNT_CLI:
+        s = node_clients_find(c, ev->cid);
+        if (s != NULL) {
+            s->bytes_in = ev->bytes_in;
+            s->bytes_out = ev->bytes_out;
+        }
+        break;
+    case MGMT_EV_PARSE_ERROR:
+        LOG_WARN("clients", "management input dropped: %s: %s",
+                 ovha_strerror(ev->error), ev->text != NULL ? ev->text : "");
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- resynchronisation -------------------------------------------------- */
+
+/* Rebuilds the table from `status 3`: sessions openvpn no longer has
+ * (it restarted) are closed, established ones we missed are added. */
+static void node_clients_resync(struct node_clients *c,
+                                const struct mgmt_status *st)
+{
+    size_t i = 0;
+    while (i < c->nsessions) {
+        bool found = c->sessions[i].gen >= c->resync_gen;
+        for (size_t j = 0; j < st->nclients && !found; j++) {
+            found = st->clients[j].cid == c->sessions[i].cid &&
+                    st->clients[j].vaddr[0] != '\0';
+        }
+        if (found) {
+            i++;
+        } else {
+            node_clients_remove(c, &c->sessions[i]);
+        }
+    }
+    for (size_t j = 0; j < st->nclients; j++) {
+        const struct mgmt_status_client *r = &st->clients[j];
+        if (r->vaddr[0] == '\0') {
+            continue; /* still waiting for auth: recovery kills it */
+        }
+        struct node_session *s = node_clients_add(c, r->cid);
+        if (s == NULL) {
+            return;
+        }
+        ovha_strlcpy(s->cn, r->cn, sizeof(s->cn));
+        ovha_strlcpy(s->real_addr, r->real_addr, sizeof(s->real_addr));
+        ovha_strlcpy(s->vpn_ip, r->vaddr, sizeof(s->vpn_ip));
+        s->since = r->connected_since;
+        s->bytes_in = r->bytes_in;
+        s->bytes_out = r->bytes_out;
+        s->state = NODE_SESSION_ESTABLISHED;
+    }
+}
+
+static void node_clients_status_cb(struct mgmt_conn *m,
+                                   int status,
+                                   const struct mgmt_reply *reply,
+                                   void *data)
+{
+    (void)m;
+    struct node_clients *c = data;
+    struct mgmt_status st;
+    if (status != 0 || c->close_cb != NULL) {
+        return;
+    }
+    int rv = mgmt_status_parse(reply->lines, reply->nlines, &st);
+    if (rv != 0) {
+        LOG_WARN("clients", "status 3 reply unusable: %s", ovha_strerror(rv));
+        return;
+    }
+    node_clients_resync(c, &st);
+    LOG_INFO("clients", "session table resynchronised: %zu live", c->nsessions);
+    mgmt_status_free(&st);
+}
+
+void node_clients_on_link(struct node_clients *c, bool up)
+{
+    if (!up) {
+        /* No answer can reach openvpn now; recovery on reconnect kills
+         * every client still waiting so it comes back with a CONNECT. */
+        while (c->head != NULL) {
+            c->decider.ops->cancel(c->decider.impl, c->head->handle);
+            node_pending_finish(c->head);
+        }
+        node_clients_arm(c);
+        return;
+    }
+    struct ovha_buf b;
+    ovha_buf_init(&b);
+    c->resync_gen = ++c->gen;
+    if (mgmt_cmd_status(&b, 3) == 0) {
+        mgmt_conn_send(c->mgmt, b.data, b.len, node_clients_status_cb, c);
+    }
+    ovha_buf_free(&b);
+}
+
+/* ---- API-facing --------------------------------------------------------- */
+
+int node_clients_new(uv_loop_t *loop,
+                     struct mgmt_conn *mgmt,
+                     struct node_decider decider,
+                     uint64_t deadline_ms,
+                     struct node_clients **ret)
+{
+    struct node_clients *c = ovha_calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return -ENOMEM;
+    }
+    c->loop = loop;
+    c->mgmt = mgmt;
+    c->decider = decider;
+    c->deadline_ms = deadline_ms;
+    uv_timer_init(loop, &c->timer);
+    c->timer.data = c;
+    *ret = c;
+    return 0;
+}
+
+void node_clients_set_deadline(struct node_clients *c, uint64_t deadline_ms)
+{
+    c->deadline_ms = deadline_ms;
+}
+
+size_t node_clients_sessions(const struct node_clients *c,
+                             const struct node_session **ret)
+{
+    *ret = c->sessions;
+    return c->nsessions;
+}
+
+static bool node_clients_kill_one(struct node_clients *c,
+                                  const struct node_session *s,
+                                  const char *msg)
+{
+    struct ovha_buf b;
+    ovha_buf_init(&b);
+    int rv = mgmt_cmd_client_kill(&b, s->cid, msg);
+    if (rv == 0) {
+        rv = node_clients_send(c, &b, "client-kill");
+    }
+    ovha_buf_free(&b);
+    if (rv == 0) {
+        c->stats.kills++;
+    }
+    return rv == 0;
+}
+
+size_t node_clients_kill_cn(struct node_clients *c,
+                            const char *cn,
+                            const char *msg)
+{
+    size_t n = 0;
+    char q[600];
+    for (size_t i = 0; i < c->nsessions; i++) {
+        if (strcmp(c->sessions[i].cn, cn) == 0 &&
+            node_clients_kill_one(c, &c->sessions[i], msg)) {
+            n++;
+        }
+    }
+    LOG_INFO("clients", "kill cn=\"%s\": %zu session(s)",
+             node_clients_q(cn, q, sizeof(q)), n);
+    return n;
+}
+
+size_t node_clients_kill_all(struct node_clients *c, const char *msg)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->nsessions; i++) {
+        n += node_clients_kill_one(c, &c->sessions[i], msg) ? 1 : 0;
+    }
+    return n;
+}
+
+size_t node_clients_pending(const struct node_clients *c)
+{
+    return c->npending;
+}
+
+void node_clients_get_stats(const struct node_clients *c,
+                            struct node_clients_stats *ret)
+{
+    *ret = c->stats;
+}
+
+static void node_clients_timer_close_cb(uv_handle_t *h)
+{
+    struct node_clients *c = h->data;
+    void (*cb)(void *) = c->close_cb;
+    void *data = c->close_data;
+    ovha_free(c->sessions);
+    ovha_free(c);
+    if (cb != NULL) {
+        cb(data);
+    }
+}
+
+void node_clients_close(struct node_clients *c,
+                        void (*cb)(void *data),
+                        void *data)
+{
+    while (c->head != NULL) {
+        c->decider.ops->cancel(c->decider.impl, c->head->handle);
+        node_pending_finish(c->head);
+    }
+    c->close_cb = cb;
+    c->close_data = data;
+    uv_close((uv_handle_t *)&c->timer, node_clients_timer_close_cb);
+}

@@ -1,0 +1,79 @@
+/* node/clients: the connection path and the live session table.
+ *
+ * Happy path: >CLIENT:CONNECT arrives as an event -> a decision is asked
+ * of the decider -> client-auth (with exactly the decided address, routes
+ * and iroutes) or client-deny goes out -> ESTABLISHED marks the session
+ * live -> BYTECOUNT_CLI updates it -> DISCONNECT removes it.
+ *
+ * Failure modes: no decision by the deadline -> client-deny "decision
+ * deadline exceeded" (an unanswered CONNECT would hang the client until
+ * hand-window); a decision whose fields fail the command builder's
+ * validation -> client-deny "invalid policy output"; the management link
+ * drops -> pending decisions are dropped (their clients are killed and come
+ * back with a fresh CONNECT by the link's recovery) and, once it is back,
+ * the session table is rebuilt from `status 3`.
+ */
+#ifndef OVHA_NODE_CLIENTS_H
+#define OVHA_NODE_CLIENTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "mgmt/mgmt.h"
+#include "node/decide.h"
+
+enum node_session_state {
+    NODE_SESSION_AUTHORIZED = 0, /* client-auth sent, not yet established */
+    NODE_SESSION_ESTABLISHED,
+};
+
+struct node_session {
+    uint64_t cid;
+    char cn[256];
+    char real_addr[64];
+    char vpn_ip[46];
+    enum node_session_state state;
+    uint64_t since; /* unix seconds */
+    uint64_t bytes_in, bytes_out;
+    uint64_t gen; /* private: resync generation at creation */
+};
+
+struct node_clients_stats {
+    uint64_t allowed, denied, deadline_denied, reauth_allowed, reauth_denied;
+    uint64_t kills;
+};
+
+struct node_clients;
+
+/* mgmt and the decider are borrowed and must outlive c. */
+int node_clients_new(uv_loop_t *loop,
+                     struct mgmt_conn *mgmt,
+                     struct node_decider decider,
+                     uint64_t deadline_ms,
+                     struct node_clients **ret);
+void node_clients_close(struct node_clients *c,
+                        void (*cb)(void *data),
+                        void *data);
+
+/* Feed from the mgmt connection's callbacks. */
+void node_clients_on_event(struct node_clients *c, const struct mgmt_event *ev);
+void node_clients_on_link(struct node_clients *c, bool up);
+
+void node_clients_set_deadline(struct node_clients *c, uint64_t deadline_ms);
+
+/* The table, for the API. Pointers valid until the next loop turn. */
+size_t node_clients_sessions(const struct node_clients *c,
+                             const struct node_session **ret);
+/* Sends client-kill for every session of cn; returns how many. */
+size_t node_clients_kill_cn(struct node_clients *c,
+                            const char *cn,
+                            const char *msg);
+/* Sends client-kill for every session (drain, policy revocation). */
+size_t node_clients_kill_all(struct node_clients *c, const char *msg);
+size_t node_clients_pending(const struct node_clients *c);
+void node_clients_get_stats(const struct node_clients *c,
+                            struct node_clients_stats *ret);
+
+#endif

@@ -1,0 +1,87 @@
+/* node/decide: the decision interface between the connection path and
+ * whatever knows the answer.
+ *
+ * Today the only implementation is the local policy (policy.c: config
+ * rules and a node-local address pool). The replicated state (raft) and
+ * the upstream API plug in behind the same interface later; the
+ * connection path does not change.
+ */
+#ifndef OVHA_NODE_DECIDE_H
+#define OVHA_NODE_DECIDE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mgmt/mgmt.h"
+#include "node/config.h"
+
+struct node_decision_req {
+    uint64_t cid;
+    uint32_t kid;
+    bool reauth;
+    const char *cn;       /* certificate CN, as openvpn reports it */
+    const char *username; /* may be "" */
+    const char *real_ip;  /* untrusted_ip */
+};
+
+/* An answer. `client` points into the arrays below, so a decision is
+ * self-contained and may be copied only with node_decision_copy. */
+struct node_decision {
+    bool allow;
+    char reason[256];        /* operator-facing */
+    char client_reason[256]; /* sent to the client on deny */
+    char ip[46];
+    char netmask[46];
+    struct mgmt_net routes[NODE_CFG_MAX_ROUTES * 2];
+    size_t nroutes;
+    struct mgmt_net iroutes[NODE_CFG_MAX_ROUTES];
+    size_t niroutes;
+    char push[NODE_CFG_MAX_PUSH][256];
+    size_t npush;
+};
+
+/* Fills cfg (whose pointers point into d) for mgmt_cmd_client_auth.
+ * push_ptrs must hold NODE_CFG_MAX_PUSH entries. */
+void node_decision_client_config(const struct node_decision *d,
+                                 const char **push_ptrs,
+                                 struct mgmt_client_config *cfg);
+
+typedef void (*node_decide_cb)(const struct node_decision *d, void *data);
+
+struct node_decider_ops {
+    /* Starts a decision. cb fires exactly once, possibly before decide
+     * returns, unless cancel(handle) is called first. Returns 0 (and a
+     * handle for cancel, possibly NULL if cb already fired) or a negative
+     * error, in which case cb never fires. */
+    int (*decide)(void *impl,
+                  const struct node_decision_req *req,
+                  node_decide_cb cb,
+                  void *data,
+                  void **ret_handle);
+    void (*cancel)(void *impl, void *handle);
+    /* A session that was allowed has ended (address may be reused). */
+    void (*session_closed)(void *impl, const char *cn, const char *ip);
+};
+
+struct node_decider {
+    const struct node_decider_ops *ops;
+    void *impl;
+};
+
+/* ---- local policy ------------------------------------------------------ */
+
+struct node_policy;
+
+/* Decisions from cfg->policy and a pool over cfg->policy.pool. cfg is
+ * borrowed; node_policy_set_cfg swaps it on reload. */
+int node_policy_new(const struct node_cfg *cfg, struct node_policy **ret);
+void node_policy_free(struct node_policy *p);
+void node_policy_set_cfg(struct node_policy *p, const struct node_cfg *cfg);
+void node_policy_decider(struct node_policy *p, struct node_decider *ret);
+
+/* Synchronous form used by the decider and by tests. */
+void node_policy_decide(struct node_policy *p,
+                        const struct node_decision_req *req,
+                        struct node_decision *ret);
+
+#endif

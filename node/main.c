@@ -1,0 +1,369 @@
+/* ovhad: the gateway daemon.
+ *
+ * Wiring, in start order: config -> policy (the decider) -> supervisor
+ * (prepares the state dir, spawns openvpn under management-hold) ->
+ * management connection (connects, sets up, recovers, releases the hold)
+ * -> connection path (clients) -> HTTP API. Stop order is the reverse,
+ * with the child stopped first so no client is left half-decided.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "node/node.h"
+
+#define NODE_DEFAULT_CONFIG "/etc/ovha/ovhad.yaml"
+
+static void node_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: ovhad [-c CONFIG] [-n] [-h] [-V]\n"
+            "  -c, --config FILE  configuration (default %s)\n"
+            "  -n, --check        validate the configuration and exit\n"
+            "  -V, --version      print the version and exit\n"
+            "  -h, --help         this help\n"
+            "Signals: SIGTERM/SIGINT stop openvpn then ovhad; SIGHUP reloads "
+            "policy and log settings.\n",
+            NODE_DEFAULT_CONFIG);
+}
+
+static void node_apply_log(const struct node_cfg *cfg)
+{
+    enum ovha_log_level lvl = OVHA_LOG_INFO;
+    ovha_log_level_parse(cfg->log_level, &lvl);
+    ovha_log_set_level(lvl);
+    ovha_log_set_json(cfg->log_json);
+}
+
+/* ---- stop sequence -------------------------------------------------------
+ * supervisor (child gone) -> mgmt link -> clients -> http -> signals. */
+
+static void node_signal_close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void node_stop_done(struct node *n)
+{
+    if (n->sig_term.data != NULL) {
+        uv_close((uv_handle_t *)&n->sig_term, node_signal_close_cb);
+        uv_close((uv_handle_t *)&n->sig_int, node_signal_close_cb);
+        uv_close((uv_handle_t *)&n->sig_hup, node_signal_close_cb);
+    }
+    LOG_INFO("node", "stopped");
+}
+
+static void node_http_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->http = NULL;
+    node_stop_done(n);
+}
+
+static void node_clients_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->clients = NULL;
+    if (n->http != NULL) {
+        node_http_close(n->http, node_http_closed_cb, n);
+    } else {
+        node_stop_done(n);
+    }
+}
+
+static void node_mgmt_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->mgmt = NULL;
+    if (n->clients != NULL) {
+        node_clients_close(n->clients, node_clients_closed_cb, n);
+    } else {
+        node_clients_closed_cb(n);
+    }
+}
+
+static void node_sup_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->sup = NULL;
+    if (n->mgmt != NULL) {
+        mgmt_conn_close(n->mgmt, node_mgmt_closed_cb, n);
+    } else {
+        node_mgmt_closed_cb(n);
+    }
+}
+
+static void node_stop(struct node *n, int exit_code)
+{
+    if (n->stopping) {
+        return;
+    }
+    n->stopping = true;
+    n->exit_code = exit_code;
+    LOG_INFO("node", "stopping: openvpn first, then the node");
+    node_sup_close(n->sup, node_sup_closed_cb, n);
+}
+
+/* ---- callbacks from the modules ----------------------------------------- */
+
+static void node_mgmt_event_cb(struct mgmt_conn *m,
+                               const struct mgmt_event *ev,
+                               void *data)
+{
+    (void)m;
+    struct node *n = data;
+    if (ev->type == MGMT_EV_FATAL) {
+        LOG_ERR("node", "openvpn reported a fatal error: %s", ev->text);
+    }
+    if (n->clients != NULL) {
+        node_clients_on_event(n->clients, ev);
+    }
+}
+
+static void node_mgmt_state_cb(struct mgmt_conn *m, bool up, void *data)
+{
+    (void)m;
+    struct node *n = data;
+    n->mgmt_up = up;
+    if (up) {
+        /* openvpn creates the socket with its umask; nobody but root
+         * should ever reach it. */
+        if (chmod(node_sup_mgmt_path(n->sup), 0600) != 0) {
+            LOG_WARN("node", "chmod 0600 %s: %s", node_sup_mgmt_path(n->sup),
+                     strerror(errno));
+        }
+        LOG_INFO("node", "management connected and set up");
+    } else {
+        LOG_WARN("node", "management link down");
+    }
+    if (n->clients != NULL) {
+        node_clients_on_link(n->clients, up);
+    }
+}
+
+static void node_on_sup_state(struct node_sup *s,
+                              enum node_sup_state st,
+                              void *data)
+{
+    (void)s;
+    struct node *n = data;
+    if (st == NODE_SUP_FAILED && !n->stopping) {
+        LOG_ERR("node", "openvpn cannot be kept running; stopping ovhad");
+        node_stop(n, 1);
+    }
+}
+
+static void node_reload(struct node *n)
+{
+    char err[512];
+    struct node_cfg *next = NULL;
+    int rv = node_cfg_load(n->boot_cfg->path, &next, err, sizeof(err));
+    if (rv == 0) {
+        rv = node_cfg_check_reload(n->boot_cfg, next, err, sizeof(err));
+    }
+    if (rv != 0) {
+        n->reload_failures++;
+        LOG_ERR("node", "reload refused, keeping the running config: %s", err);
+        node_cfg_free(next);
+        return;
+    }
+    node_policy_set_cfg(n->policy, next);
+    node_clients_set_deadline(n->clients, next->decision_deadline_ms);
+    node_apply_log(next);
+    if (n->cfg != n->boot_cfg) {
+        node_cfg_free(n->cfg);
+    }
+    n->cfg = next;
+    n->reloads++;
+    LOG_INFO("node",
+             "reloaded policy: %zu clients, %zu groups; live "
+             "sessions kept (re-checked at their next renegotiation)",
+             next->policy.nclients, next->policy.ngroups);
+}
+
+static void node_signal_cb(uv_signal_t *h, int signum)
+{
+    struct node *n = h->data;
+    if (signum == SIGHUP) {
+        node_reload(n);
+        return;
+    }
+    LOG_INFO("node", "signal %d", signum);
+    node_stop(n, 0);
+}
+
+/* ---- start -------------------------------------------------------------- */
+
+static int node_start_signals(struct node *n)
+{
+    uv_signal_t *sigs[] = { &n->sig_term, &n->sig_int, &n->sig_hup };
+    int nums[] = { SIGTERM, SIGINT, SIGHUP };
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(n->loop, sigs[i]);
+        sigs[i]->data = n; /* also marks the handles for node_stop_done */
+    }
+    for (int i = 0; i < 3; i++) {
+        int rv = uv_signal_start(sigs[i], node_signal_cb, nums[i]);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+static int node_start_mgmt(struct node *n)
+{
+    struct mgmt_conn_config mc;
+    memset(&mc, 0, sizeof(mc));
+    mc.path = node_sup_mgmt_path(n->sup);
+    mc.cmd_timeout_ms = n->cfg->mgmt_cmd_timeout_ms;
+    mc.backoff_min_ms = 50;
+    mc.backoff_max_ms = 2000;
+    mc.bytecount_interval = n->cfg->bytecount_interval;
+    mc.env_filter = 0;
+    mc.release_hold = true;
+    int rv = mgmt_conn_new(n->loop, &mc, node_mgmt_event_cb, node_mgmt_state_cb,
+                           n, &n->mgmt);
+    return rv;
+}
+
+static int node_start(struct node *n)
+{
+    struct node_decider decider;
+    int rv = node_policy_new(n->cfg, &n->policy);
+    if (rv != 0) {
+        return rv;
+    }
+    node_policy_decider(n->policy, &decider);
+    rv = node_sup_new(n->loop, n->boot_cfg, n->self_exe, node_on_sup_state, n,
+                      &n->sup);
+    if (rv == 0) {
+        rv = node_start_mgmt(n);
+    }
+    if (rv == 0) {
+        rv = node_clients_new(n->loop, n->mgmt, decider,
+                              n->cfg->decision_deadline_ms, &n->clients);
+    }
+    if (rv == 0) {
+        rv = node_http_new(n->loop, &n->http);
+    }
+    if (rv == 0) {
+        rv = node_http_listen_unix(n->http, n->cfg->http_socket, 0600);
+        if (rv != 0) {
+            LOG_ERR("node", "HTTP socket %s: %s", n->cfg->http_socket,
+                    ovha_strerror(rv));
+        }
+    }
+    if (rv == 0) {
+        rv = node_api_register(n);
+    }
+    if (rv == 0) {
+        rv = node_start_signals(n);
+    }
+    if (rv == 0) {
+        rv = node_sup_start(n->sup);
+    }
+    if (rv == 0) {
+        rv = mgmt_conn_start(n->mgmt);
+    }
+    return rv;
+}
+
+static int node_parse_args(int argc,
+                           char **argv,
+                           const char **ret_config,
+                           bool *ret_check)
+{
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "check", no_argument, NULL, 'n' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:nhV", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            *ret_config = optarg;
+            break;
+        case 'n':
+            *ret_check = true;
+            break;
+        case 'h':
+            node_usage(stdout);
+            exit(0);
+        case 'V':
+            printf("ovhad 0.1.0\n");
+            exit(0);
+        default:
+            node_usage(stderr);
+            return -EINVAL;
+        }
+    }
+    if (optind != argc) {
+        node_usage(stderr);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    /* The trampoline that starts openvpn (see supervisor.h). */
+    if (argc >= 4 && strcmp(argv[1], "--exec-child") == 0) {
+        int rv = node_sup_exec_child(&argv[3], atoi(argv[2]));
+        fprintf(stderr, "ovhad: exec %s: %s\n", argv[3], ovha_strerror(rv));
+        return 127;
+    }
+    const char *path = NODE_DEFAULT_CONFIG;
+    bool check = false;
+    if (node_parse_args(argc, argv, &path, &check) != 0) {
+        return 2;
+    }
+    char err[1024];
+    struct node n;
+    memset(&n, 0, sizeof(n));
+    int rv = node_cfg_load(path, &n.boot_cfg, err, sizeof(err));
+    if (rv != 0) {
+        fprintf(stderr, "ovhad: %s\n", err);
+        return 1;
+    }
+    if (check) {
+        printf("ovhad: %s: configuration OK\n", path);
+        node_cfg_free(n.boot_cfg);
+        return 0;
+    }
+    n.cfg = n.boot_cfg;
+    node_apply_log(n.cfg);
+    umask(077);
+    signal(SIGPIPE, SIG_IGN);
+    ssize_t len =
+        readlink("/proc/self/exe", n.self_exe, sizeof(n.self_exe) - 1);
+    if (len <= 0) {
+        ovha_fatal("node", "readlink /proc/self/exe: %s", strerror(errno));
+    }
+    n.self_exe[len] = '\0';
+    n.loop = uv_default_loop();
+    n.started_ms = ovha_now_mono_ms();
+    LOG_INFO("node", "ovhad gateway=%s starting (config %s)", n.cfg->id, path);
+    rv = node_start(&n);
+    if (rv != 0) {
+        LOG_ERR("node", "start failed: %s", ovha_strerror(rv));
+        node_stop(&n, 1);
+    }
+    uv_run(n.loop, UV_RUN_DEFAULT);
+    node_policy_free(n.policy);
+    if (n.cfg != n.boot_cfg) {
+        node_cfg_free(n.cfg);
+    }
+    node_cfg_free(n.boot_cfg);
+    uv_loop_close(n.loop);
+    return n.exit_code;
+}

@@ -1,0 +1,41 @@
+/* node: the ovhad daemon. main.c wires the modules; this header is the
+ * state the wiring shares with the API handlers (api.c). */
+#ifndef OVHA_NODE_H
+#define OVHA_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "mgmt/mgmt.h"
+#include "node/clients.h"
+#include "node/config.h"
+#include "node/decide.h"
+#include "node/http.h"
+#include "node/supervisor.h"
+
+struct node {
+    uv_loop_t *loop;
+    /* The config read at start: the supervisor borrows it for good, since
+     * only policy and log may change on reload. */
+    struct node_cfg *boot_cfg;
+    struct node_cfg *cfg; /* current: boot_cfg or the last reload */
+    char self_exe[4096];
+    struct node_sup *sup;
+    struct mgmt_conn *mgmt;
+    bool mgmt_up;
+    struct node_policy *policy;
+    struct node_clients *clients;
+    struct node_http *http;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    bool stopping;
+    int exit_code;
+    uint64_t started_ms;
+    uint64_t reloads, reload_failures;
+};
+
+/* Registers /healthz and the /v1 admin API on n->http. */
+int node_api_register(struct node *n);
+
+#endif

@@ -1,0 +1,418 @@
+/* node/policy: decisions from local policy data.
+ *
+ * Rules: a client entry matching the CN exactly, its groups applied in
+ * order, then the entry's own fields (a set field overrides, lists
+ * append). Unknown CNs get policy.default. Addresses: a static IP from the
+ * rules, else the lowest free address of policy.pool, sticky per CN for
+ * the life of the process. A CN's address is reused for another CN only
+ * when the pool is otherwise exhausted and the CN has no live session.
+ *
+ * This is the node-local stand-in for the replicated lease table; it keeps
+ * the same observable rules (sticky, never two live holders).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "node/decide.h"
+
+#define NODE_POLICY_MAX_POOL (1u << 22) /* addresses tracked in a pool */
+
+struct node_policy_lease {
+    char cn[256];
+    uint32_t ip; /* host order */
+    unsigned live;
+};
+
+struct node_policy {
+    const struct node_cfg *cfg;
+    uint32_t pool_base; /* first usable address, host order */
+    uint32_t pool_size;
+    uint8_t *used; /* bitmap over the pool */
+    struct node_policy_lease *leases;
+    size_t nleases, capleases;
+};
+
+static int node_policy_v4(const char *s, uint32_t *ret)
+{
+    struct in_addr a;
+    if (inet_pton(AF_INET, s, &a) != 1) {
+        return -EINVAL;
+    }
+    *ret = ntohl(a.s_addr);
+    return 0;
+}
+
+static void node_policy_ntop(uint32_t ip, char *out, size_t len)
+{
+    struct in_addr a = { .s_addr = htonl(ip) };
+    inet_ntop(AF_INET, &a, out, (socklen_t)len);
+}
+
+static bool node_policy_bit(const struct node_policy *p, uint32_t ip)
+{
+    uint32_t i = ip - p->pool_base;
+    return i < p->pool_size && (p->used[i / 8] & (1u << (i % 8))) != 0;
+}
+
+static void node_policy_set_bit(struct node_policy *p, uint32_t ip, bool on)
+{
+    uint32_t i = ip - p->pool_base;
+    if (i >= p->pool_size) {
+        return;
+    }
+    if (on) {
+        p->used[i / 8] |= (uint8_t)(1u << (i % 8));
+    } else {
+        p->used[i / 8] &= (uint8_t) ~(1u << (i % 8));
+    }
+}
+
+/* Marks the server's own address and every static IP of the rules as
+ * taken, so the pool never hands them out. */
+static void node_policy_reserve_statics(struct node_policy *p)
+{
+    const struct node_cfg_policy *pol = &p->cfg->policy;
+    uint32_t ip;
+    if (node_policy_v4(p->cfg->openvpn.network.addr, &ip) == 0) {
+        node_policy_set_bit(p, ip + 1, true);
+    }
+    for (size_t i = 0; i < pol->nclients; i++) {
+        if (node_policy_v4(pol->clients[i].grant.ip, &ip) == 0) {
+            node_policy_set_bit(p, ip, true);
+        }
+    }
+    for (size_t i = 0; i < pol->ngroups; i++) {
+        if (node_policy_v4(pol->groups[i].grant.ip, &ip) == 0) {
+            node_policy_set_bit(p, ip, true);
+        }
+    }
+    for (size_t i = 0; i < p->nleases; i++) {
+        node_policy_set_bit(p, p->leases[i].ip, true);
+    }
+}
+
+/* (Re)builds the pool bitmap for the current config. Leases outside the
+ * new pool are dropped unless live. */
+static int node_policy_build_pool(struct node_policy *p)
+{
+    const struct node_cfg_net *pool = &p->cfg->policy.pool;
+    uint32_t base = 0;
+    uint32_t size = 0;
+    if (pool->addr[0] != '\0' && !pool->v6 &&
+        node_policy_v4(pool->addr, &base) == 0 && pool->prefix <= 30) {
+        uint32_t mask = pool->prefix == 0 ? 0 : ~0u << (32 - pool->prefix);
+        base = (base & mask) + 1; /* skip the network */
+        size = (~mask) - 1;       /* and the broadcast */
+        if (size > NODE_POLICY_MAX_POOL) {
+            size = NODE_POLICY_MAX_POOL;
+        }
+    }
+    uint8_t *used = ovha_calloc(size / 8 + 1, 1);
+    if (used == NULL) {
+        return -ENOMEM;
+    }
+    ovha_free(p->used);
+    p->used = used;
+    p->pool_base = base;
+    p->pool_size = size;
+    size_t keep = 0;
+    for (size_t i = 0; i < p->nleases; i++) {
+        struct node_policy_lease *l = &p->leases[i];
+        if (l->live > 0 || l->ip - base < size) {
+            p->leases[keep++] = *l;
+        }
+    }
+    p->nleases = keep;
+    node_policy_reserve_statics(p);
+    return 0;
+}
+
+int node_policy_new(const struct node_cfg *cfg, struct node_policy **ret)
+{
+    struct node_policy *p = ovha_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    p->cfg = cfg;
+    int rv = node_policy_build_pool(p);
+    if (rv != 0) {
+        ovha_free(p);
+        return rv;
+    }
+    *ret = p;
+    return 0;
+}
+
+void node_policy_free(struct node_policy *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    ovha_free(p->used);
+    ovha_free(p->leases);
+    ovha_free(p);
+}
+
+void node_policy_set_cfg(struct node_policy *p, const struct node_cfg *cfg)
+{
+    p->cfg = cfg;
+    if (node_policy_build_pool(p) != 0) {
+        LOG_WARN("policy",
+                 "rebuilding the pool: out of memory; keeping "
+                 "the old pool map");
+    }
+}
+
+static struct node_policy_lease *node_policy_find(struct node_policy *p,
+                                                  const char *cn)
+{
+    for (size_t i = 0; i < p->nleases; i++) {
+        if (strcmp(p->leases[i].cn, cn) == 0) {
+            return &p->leases[i];
+        }
+    }
+    return NULL;
+}
+
+/* Takes the idle lease with the lowest address from its CN (pool
+ * exhausted). Returns NULL if every lease is live. */
+static struct node_policy_lease *node_policy_steal(struct node_policy *p)
+{
+    struct node_policy_lease *best = NULL;
+    for (size_t i = 0; i < p->nleases; i++) {
+        struct node_policy_lease *l = &p->leases[i];
+        if (l->live == 0 && l->ip - p->pool_base < p->pool_size &&
+            (best == NULL || l->ip < best->ip)) {
+            best = l;
+        }
+    }
+    return best;
+}
+
+static struct node_policy_lease *node_policy_new_lease(struct node_policy *p,
+                                                       const char *cn)
+{
+    for (uint32_t i = 0; i < p->pool_size; i++) {
+        if (!node_policy_bit(p, p->pool_base + i)) {
+            if (p->nleases == p->capleases) {
+                size_t cap = p->capleases ? 2 * p->capleases : 64;
+                void *n = ovha_realloc(p->leases, cap * sizeof(*p->leases));
+                if (n == NULL) {
+                    return NULL;
+                }
+                p->leases = n;
+                p->capleases = cap;
+            }
+            struct node_policy_lease *l = &p->leases[p->nleases++];
+            ovha_strlcpy(l->cn, cn, sizeof(l->cn));
+            l->ip = p->pool_base + i;
+            l->live = 0;
+            node_policy_set_bit(p, l->ip, true);
+            return l;
+        }
+    }
+    struct node_policy_lease *l = node_policy_steal(p);
+    if (l != NULL) {
+        ovha_strlcpy(l->cn, cn, sizeof(l->cn));
+    }
+    return l;
+}
+
+/* Applies one grant on top of the decision: set fields override, lists
+ * append (bounded by the arrays). */
+static void node_policy_merge(struct node_decision *d,
+                              const struct node_cfg_grant *g)
+{
+    if (g->action_set) {
+        d->allow = g->action == NODE_CFG_ALLOW;
+        ovha_strlcpy(d->reason, g->reason, sizeof(d->reason));
+        ovha_strlcpy(d->client_reason, g->client_reason,
+                     sizeof(d->client_reason));
+    }
+    if (g->ip[0] != '\0') {
+        ovha_strlcpy(d->ip, g->ip, sizeof(d->ip));
+    }
+    for (size_t i = 0; i < g->nroutes &&
+                       d->nroutes < sizeof(d->routes) / sizeof(d->routes[0]);
+         i++) {
+        struct mgmt_net *r = &d->routes[d->nroutes++];
+        ovha_strlcpy(r->addr, g->routes[i].addr, sizeof(r->addr));
+        r->prefix = g->routes[i].prefix;
+    }
+    for (size_t i = 0; i < g->niroutes && d->niroutes < NODE_CFG_MAX_ROUTES;
+         i++) {
+        struct mgmt_net *r = &d->iroutes[d->niroutes++];
+        ovha_strlcpy(r->addr, g->iroutes[i].addr, sizeof(r->addr));
+        r->prefix = g->iroutes[i].prefix;
+    }
+    for (size_t i = 0; i < g->npush && d->npush < NODE_CFG_MAX_PUSH; i++) {
+        ovha_strlcpy(d->push[d->npush++], g->push[i], sizeof(d->push[0]));
+    }
+}
+
+static const struct node_cfg_group *node_policy_group(
+    const struct node_cfg_policy *pol,
+    const char *name)
+{
+    for (size_t i = 0; i < pol->ngroups; i++) {
+        if (strcmp(pol->groups[i].name, name) == 0) {
+            return &pol->groups[i];
+        }
+    }
+    return NULL;
+}
+
+static const struct node_cfg_client *node_policy_client(
+    const struct node_cfg_policy *pol,
+    const char *cn)
+{
+    for (size_t i = 0; i < pol->nclients; i++) {
+        if (strcmp(pol->clients[i].cn, cn) == 0) {
+            return &pol->clients[i];
+        }
+    }
+    return NULL;
+}
+
+static void node_policy_deny(struct node_decision *d,
+                             const char *reason,
+                             const char *client_reason)
+{
+    d->allow = false;
+    ovha_strlcpy(d->reason, reason, sizeof(d->reason));
+    ovha_strlcpy(d->client_reason, client_reason, sizeof(d->client_reason));
+}
+
+/* Picks the address: the rule's static IP or the CN's sticky pool lease. */
+static void node_policy_address(struct node_policy *p,
+                                const char *cn,
+                                struct node_decision *d)
+{
+    if (d->ip[0] != '\0') {
+        return;
+    }
+    struct node_policy_lease *l = node_policy_find(p, cn);
+    if (l == NULL) {
+        l = node_policy_new_lease(p, cn);
+    }
+    if (l == NULL) {
+        node_policy_deny(d, "address pool exhausted", "No address available");
+        return;
+    }
+    node_policy_ntop(l->ip, d->ip, sizeof(d->ip));
+}
+
+static void node_policy_netmask(const struct node_cfg *cfg,
+                                struct node_decision *d)
+{
+    unsigned prefix = cfg->openvpn.network.prefix;
+    uint32_t m = prefix == 0 ? 0 : ~0u << (32 - prefix);
+    node_policy_ntop(m, d->netmask, sizeof(d->netmask));
+}
+
+void node_policy_decide(struct node_policy *p,
+                        const struct node_decision_req *req,
+                        struct node_decision *d)
+{
+    const struct node_cfg_policy *pol = &p->cfg->policy;
+    memset(d, 0, sizeof(*d));
+    const struct node_cfg_client *c = node_policy_client(pol, req->cn);
+    if (c == NULL) {
+        d->allow = pol->default_action == NODE_CFG_ALLOW;
+        ovha_strlcpy(d->reason, pol->default_reason, sizeof(d->reason));
+        ovha_strlcpy(d->client_reason, "Access denied",
+                     sizeof(d->client_reason));
+    } else {
+        d->allow = true;
+        for (size_t i = 0; i < c->ngroups; i++) {
+            const struct node_cfg_group *g =
+                node_policy_group(pol, c->groups[i]);
+            if (g != NULL) {
+                node_policy_merge(d, &g->grant);
+            }
+        }
+        node_policy_merge(d, &c->grant);
+    }
+    if (!d->allow) {
+        if (d->reason[0] == '\0') {
+            ovha_strlcpy(d->reason, "denied by policy", sizeof(d->reason));
+        }
+        if (d->client_reason[0] == '\0') {
+            ovha_strlcpy(d->client_reason, "Access denied",
+                         sizeof(d->client_reason));
+        }
+        return;
+    }
+    d->reason[0] = '\0';
+    node_policy_address(p, req->cn, d);
+    node_policy_netmask(p->cfg, d);
+}
+
+static int node_policy_decide_op(void *impl,
+                                 const struct node_decision_req *req,
+                                 node_decide_cb cb,
+                                 void *data,
+                                 void **ret_handle)
+{
+    struct node_policy *p = impl;
+    struct node_decision d;
+    node_policy_decide(p, req, &d);
+    if (d.allow) {
+        struct node_policy_lease *l = node_policy_find(p, req->cn);
+        if (l != NULL && !req->reauth) {
+            l->live++;
+        }
+    }
+    *ret_handle = NULL;
+    cb(&d, data);
+    return 0;
+}
+
+static void node_policy_cancel_op(void *impl, void *handle)
+{
+    (void)impl;
+    (void)handle; /* decisions are synchronous: nothing in flight */
+}
+
+static void node_policy_closed_op(void *impl, const char *cn, const char *ip)
+{
+    (void)ip;
+    struct node_policy_lease *l = node_policy_find(impl, cn);
+    if (l != NULL && l->live > 0) {
+        l->live--;
+    }
+}
+
+static const struct node_decider_ops node_policy_ops = {
+    .decide = node_policy_decide_op,
+    .cancel = node_policy_cancel_op,
+    .session_closed = node_policy_closed_op,
+};
+
+void node_policy_decider(struct node_policy *p, struct node_decider *ret)
+{
+    ret->ops = &node_policy_ops;
+    ret->impl = p;
+}
+
+void node_decision_client_config(const struct node_decision *d,
+                                 const char **push_ptrs,
+                                 struct mgmt_client_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    ovha_strlcpy(cfg->ifconfig_local, d->ip, sizeof(cfg->ifconfig_local));
+    ovha_strlcpy(cfg->ifconfig_netmask, d->netmask,
+                 sizeof(cfg->ifconfig_netmask));
+    cfg->routes = d->routes;
+    cfg->nroutes = d->nroutes;
+    cfg->iroutes = d->iroutes;
+    cfg->niroutes = d->niroutes;
+    for (size_t i = 0; i < d->npush; i++) {
+        push_ptrs[i] = d->push[i];
+    }
+    cfg->push = push_ptrs;
+    cfg->npush = d->npush;
+}

@@ -1,0 +1,15 @@
+/* node unit tests: one binary, one group per topic file. */
+#ifndef OVHA_NODE_TESTS_H
+#define OVHA_NODE_TESTS_H
+
+int node_test_config(void);
+int node_test_http(void);
+int node_test_policy(void);
+int node_test_clients(void);
+int node_test_supervisor(void);
+
+/* Writes text to a new file under a fresh temp dir; returns its path in
+ * out (static storage per call site is the caller's). */
+void node_test_write_file(const char *path, const char *text);
+
+#endif

@@ -1,0 +1,184 @@
+/* Local policy decisions: rules, groups, defaults, sticky pool. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "node/config.h"
+#include "node/decide.h"
+#include "node_tests.h"
+
+static const char *node_test_policy_yaml =
+    "node:\n"
+    "  id: gw1\n"
+    "  state_dir: /tmp/ovha-policy-test\n"
+    "openvpn:\n"
+    "  ca: /x/ca.crt\n"
+    "  cert: /x/s.crt\n"
+    "  key: /x/s.key\n"
+    "  network: 100.64.0.0/24\n"
+    "policy:\n"
+    "  default: deny\n"
+    "  default_reason: unknown client\n"
+    "  pool: 100.64.0.252/30\n"
+    "  groups:\n"
+    "    - name: staff\n"
+    "      routes: [100.64.200.0/24]\n"
+    "  clients:\n"
+    "    - cn: alice\n"
+    "      groups: [staff]\n"
+    "      ip: 100.64.0.10\n"
+    "      routes: [100.64.100.0/24]\n"
+    "      iroutes: [100.96.1.0/24]\n"
+    "    - cn: bob\n"
+    "    - cn: carol\n"
+    "    - cn: 'evil \"quoted\" name'\n"
+    "    - cn: mallory\n"
+    "      action: deny\n"
+    "      reason: revoked\n"
+    "      client_reason: Access denied\n";
+
+struct node_test_policy_state {
+    struct node_cfg *cfg;
+    struct node_policy *p;
+};
+
+static int node_test_policy_setup(void **state)
+{
+    static struct node_test_policy_state st;
+    char err[512];
+    int rv = node_cfg_load_string("policy.yaml", node_test_policy_yaml, &st.cfg,
+                                  err, sizeof(err));
+    if (rv != 0) {
+        fprintf(stderr, "%s\n", err);
+        return -1;
+    }
+    if (node_policy_new(st.cfg, &st.p) != 0) {
+        return -1;
+    }
+    *state = &st;
+    return 0;
+}
+
+static int node_test_policy_teardown(void **state)
+{
+    struct node_test_policy_state *st = *state;
+    node_policy_free(st->p);
+    node_cfg_free(st->cfg);
+    return 0;
+}
+
+static void node_test_decide(struct node_policy *p,
+                             const char *cn,
+                             struct node_decision *d)
+{
+    struct node_decision_req req = {
+        .cid = 1, .kid = 1, .cn = cn, .username = "", .real_ip = ""
+    };
+    node_policy_decide(p, &req, d);
+}
+
+static void test_policy_static_ip_group_and_own_routes(void **state)
+{
+    struct node_test_policy_state *st = *state;
+    struct node_decision d;
+    node_test_decide(st->p, "alice", &d);
+    assert_true(d.allow);
+    assert_string_equal(d.ip, "100.64.0.10");
+    assert_string_equal(d.netmask, "255.255.255.0");
+    assert_int_equal(d.nroutes, 2);
+    assert_string_equal(d.routes[0].addr, "100.64.200.0"); /* group first */
+    assert_string_equal(d.routes[1].addr, "100.64.100.0");
+    assert_int_equal(d.niroutes, 1);
+    assert_string_equal(d.iroutes[0].addr, "100.96.1.0");
+    assert_int_equal(d.iroutes[0].prefix, 24);
+}
+
+static void test_policy_deny_rule_and_default(void **state)
+{
+    struct node_test_policy_state *st = *state;
+    struct node_decision d;
+    node_test_decide(st->p, "mallory", &d);
+    assert_false(d.allow);
+    assert_string_equal(d.reason, "revoked");
+    assert_string_equal(d.client_reason, "Access denied");
+    node_test_decide(st->p, "stranger", &d);
+    assert_false(d.allow);
+    assert_string_equal(d.reason, "unknown client");
+}
+
+static void test_policy_pool_sticky_and_exhaustion(void **state)
+{
+    struct node_test_policy_state *st = *state;
+    struct node_decider dec;
+    node_policy_decider(st->p, &dec);
+    struct node_decision d1, d2, d3;
+    node_test_decide(st->p, "bob", &d1);
+    node_test_decide(st->p, "carol", &d2);
+    assert_true(d1.allow);
+    assert_true(d2.allow);
+    /* The /30 pool has exactly two hosts: .253 and .254. */
+    assert_string_equal(d1.ip, "100.64.0.253");
+    assert_string_equal(d2.ip, "100.64.0.254");
+    node_test_decide(st->p, "bob", &d3); /* sticky */
+    assert_string_equal(d3.ip, "100.64.0.253");
+    /* Both leases idle: a third CN takes the lowest idle one. */
+    node_test_decide(st->p, "evil \"quoted\" name", &d3);
+    assert_true(d3.allow);
+    assert_string_equal(d3.ip, "100.64.0.253");
+}
+
+static void node_test_policy_cb(const struct node_decision *d, void *data)
+{
+    *(struct node_decision *)data = *d;
+}
+
+static void test_policy_live_leases_are_never_shared(void **state)
+{
+    struct node_test_policy_state *st = *state;
+    struct node_decider dec;
+    node_policy_decider(st->p, &dec);
+    struct node_decision a, b, c;
+    void *h;
+    struct node_decision_req req = {
+        .cid = 1, .kid = 1, .cn = "bob", .username = "", .real_ip = ""
+    };
+    dec.ops->decide(dec.impl, &req, node_test_policy_cb, &a, &h);
+    req.cn = "carol";
+    dec.ops->decide(dec.impl, &req, node_test_policy_cb, &b, &h);
+    assert_true(a.allow);
+    assert_true(b.allow);
+    assert_string_not_equal(a.ip, b.ip);
+    /* Both live and the pool is full: a third client is refused. */
+    req.cn = "evil \"quoted\" name";
+    dec.ops->decide(dec.impl, &req, node_test_policy_cb, &c, &h);
+    assert_false(c.allow);
+    assert_string_equal(c.reason, "address pool exhausted");
+    /* bob leaves: his address may go to the newcomer. */
+    dec.ops->session_closed(dec.impl, "bob", a.ip);
+    dec.ops->decide(dec.impl, &req, node_test_policy_cb, &c, &h);
+    assert_true(c.allow);
+    assert_string_equal(c.ip, a.ip);
+}
+
+int node_test_policy(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_policy_static_ip_group_and_own_routes, node_test_policy_setup,
+            node_test_policy_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_deny_rule_and_default,
+                                        node_test_policy_setup,
+                                        node_test_policy_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_pool_sticky_and_exhaustion,
+                                        node_test_policy_setup,
+                                        node_test_policy_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_policy_live_leases_are_never_shared, node_test_policy_setup,
+            node_test_policy_teardown),
+    };
+    return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
+}
