@@ -251,6 +251,14 @@ static int node_start(struct node *n)
                               n->cfg->decision_deadline_ms, &n->clients);
     }
     if (rv == 0) {
+        rv = node_start_signals(n);
+    }
+    /* The supervisor creates the state directory, where the HTTP socket
+     * lives by default, so it starts first. */
+    if (rv == 0) {
+        rv = node_sup_start(n->sup);
+    }
+    if (rv == 0) {
         rv = node_http_new(n->loop, &n->http);
     }
     if (rv == 0) {
@@ -262,12 +270,6 @@ static int node_start(struct node *n)
     }
     if (rv == 0) {
         rv = node_api_register(n);
-    }
-    if (rv == 0) {
-        rv = node_start_signals(n);
-    }
-    if (rv == 0) {
-        rv = node_sup_start(n->sup);
     }
     if (rv == 0) {
         rv = mgmt_conn_start(n->mgmt);
