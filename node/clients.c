@@ -141,7 +141,8 @@ static struct node_session *node_clients_add(struct node_clients *c,
 static void node_clients_remove(struct node_clients *c, struct node_session *s)
 {
     if (c->decider.ops->session_closed != NULL) {
-        c->decider.ops->session_closed(c->decider.impl, s->cn, s->vpn_ip);
+        c->decider.ops->session_closed(c->decider.impl, s->cn, s->vpn_ip,
+                                       s->session_id);
     }
     *s = c->sessions[--c->nsessions];
 }
@@ -216,6 +217,7 @@ static void node_clients_send_auth(struct node_clients *c,
     if (s != NULL) {
         ovha_strlcpy(s->cn, p->cn, sizeof(s->cn));
         ovha_strlcpy(s->vpn_ip, d->ip, sizeof(s->vpn_ip));
+        s->session_id = d->session_id;
         s->state = NODE_SESSION_AUTHORIZED;
     }
     c->stats.allowed++;
@@ -397,6 +399,9 @@ static void node_clients_on_established(struct node_clients *c,
         s->since = since;
     }
     s->state = NODE_SESSION_ESTABLISHED;
+    if (s->session_id != 0 && c->decider.ops->session_established != NULL) {
+        c->decider.ops->session_established(c->decider.impl, s->session_id);
+    }
 }
 
 static void node_clients_on_disconnect(struct node_clients *c,
@@ -435,6 +440,10 @@ void node_clients_on_event(struct node_clients *c, const struct mgmt_event *ev)
         if (s != NULL) {
             s->bytes_in = ev->bytes_in;
             s->bytes_out = ev->bytes_out;
+            if (s->session_id != 0 && c->decider.ops->session_bytes != NULL) {
+                c->decider.ops->session_bytes(c->decider.impl, s->session_id,
+                                              s->cn, s->bytes_in, s->bytes_out);
+            }
         }
         break;
     case MGMT_EV_PARSE_ERROR:
@@ -593,6 +602,18 @@ size_t node_clients_kill_cn(struct node_clients *c,
     LOG_INFO("clients", "kill cn=\"%s\": %zu session(s)",
              node_clients_q(cn, q, sizeof(q)), n);
     return n;
+}
+
+bool node_clients_kill_session(struct node_clients *c,
+                               uint64_t session_id,
+                               const char *msg)
+{
+    for (size_t i = 0; i < c->nsessions; i++) {
+        if (c->sessions[i].session_id == session_id) {
+            return node_clients_kill_one(c, &c->sessions[i], msg);
+        }
+    }
+    return false;
 }
 
 size_t node_clients_kill_all(struct node_clients *c, const char *msg)

@@ -37,7 +37,8 @@ struct node_session {
     enum node_session_state state;
     uint64_t since; /* unix seconds */
     uint64_t bytes_in, bytes_out;
-    uint64_t gen; /* private: resync generation at creation */
+    uint64_t session_id; /* replicated session id, 0 when standalone */
+    uint64_t gen;        /* private: resync generation at creation */
 };
 
 struct node_clients_stats {
@@ -70,6 +71,11 @@ size_t node_clients_sessions(const struct node_clients *c,
 size_t node_clients_kill_cn(struct node_clients *c,
                             const char *cn,
                             const char *msg);
+/* Sends client-kill for the session with this replicated id (it was
+ * closed or taken over elsewhere). Returns true if one was found. */
+bool node_clients_kill_session(struct node_clients *c,
+                               uint64_t session_id,
+                               const char *msg);
 /* Sends client-kill for every session (drain, policy revocation). */
 size_t node_clients_kill_all(struct node_clients *c, const char *msg);
 size_t node_clients_pending(const struct node_clients *c);

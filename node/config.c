@@ -45,6 +45,8 @@ enum node_cfg_type {
     NODE_CFG_T_NET,     /* a CIDR network, or "" when def is "" */
     NODE_CFG_T_IP,      /* an IPv4 or IPv6 address, or "" */
     NODE_CFG_T_IP4,     /* an IPv4 address, or "" */
+    NODE_CFG_T_ADDR4,   /* "a.b.c.d:port", port 1..65534 (port+1 is used) */
+    NODE_CFG_T_POOL,    /* char[size], [A-Za-z0-9_.:-]+ */
     NODE_CFG_T_NETLIST, /* CIDRs: array at off, size_t count at off2 */
     NODE_CFG_T_STRLIST, /* strings: char[max][size] at off, count at off2 */
     NODE_CFG_T_GROUPS,  /* policy.groups */
@@ -69,7 +71,8 @@ struct node_cfg_key {
     const char *const *choices; /* CHOICE/ENUM, NULL-terminated */
     enum node_cfg_type elem;    /* STRLIST: NAME or STR */
     bool reloadable;
-    bool required;
+    bool required; /* in an optional section: only when it is present */
+    bool optional; /* SECTION: may be absent as a whole (cluster) */
 };
 
 static const char *const node_cfg_levels[] = { "err", "warn", "info", "debug",
@@ -77,6 +80,8 @@ static const char *const node_cfg_levels[] = { "err", "warn", "info", "debug",
 static const char *const node_cfg_formats[] = { "text", "json", NULL };
 static const char *const node_cfg_protos[] = { "udp", "tcp-server", NULL };
 static const char *const node_cfg_actions[] = { "allow", "deny", NULL };
+static const char *const node_cfg_bools[] = { "false", "true", NULL };
+static const char *const node_cfg_excess[] = { "evict_oldest", "refuse", NULL };
 
 #define NODE_CFG_FSIZE(type, f) sizeof(((type *)0)->f)
 #define R(f)                                                      \
@@ -252,6 +257,98 @@ static const struct node_cfg_key node_cfg_keys[] = {
       .min = 100,
       .max = 600000,
       .defnum = 5000 },
+
+    /* Replication (issue 4): present = clustered. Nothing here reloads. */
+    { .path = "cluster", .type = NODE_CFG_T_SECTION, .optional = true },
+    { .path = "cluster.raft_id",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.raft_id),
+      .min = 1,
+      /* 2^63 - 1: every id fits a JSON integer in the admin API. */
+      .max = INT64_MAX,
+      .required = true },
+    { .path = "cluster.address",
+      .type = NODE_CFG_T_ADDR4,
+      R(cluster.address),
+      .required = true },
+    { .path = "cluster.data_dir",
+      .type = NODE_CFG_T_STR,
+      R(cluster.data_dir),
+      .required = true },
+    { .path = "cluster.bootstrap",
+      .type = NODE_CFG_T_ENUM,
+      R(cluster.bootstrap),
+      .choices = node_cfg_bools,
+      .def = "false" },
+    { .path = "cluster.ca",
+      .type = NODE_CFG_T_STR,
+      R(cluster.ca),
+      .required = true },
+    { .path = "cluster.cert",
+      .type = NODE_CFG_T_STR,
+      R(cluster.cert),
+      .required = true },
+    { .path = "cluster.key",
+      .type = NODE_CFG_T_STR,
+      R(cluster.key),
+      .required = true },
+    { .path = "cluster.election_timeout_ms",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.election_timeout_ms),
+      .min = 50,
+      .max = 60000,
+      .defnum = 1000 },
+    { .path = "cluster.heartbeat_timeout_ms",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.heartbeat_timeout_ms),
+      .min = 10,
+      .max = 10000,
+      .defnum = 100 },
+    { .path = "cluster.snapshot_threshold",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.snapshot_threshold),
+      .min = 64,
+      .max = 10000000,
+      .defnum = 8192 },
+    { .path = "cluster.snapshot_trailing",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.snapshot_trailing),
+      .min = 64,
+      .max = 10000000,
+      .defnum = 8192 },
+    { .path = "cluster.gateway_heartbeat_ms",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.gateway_heartbeat_ms),
+      .min = 100,
+      .max = 60000,
+      .defnum = 1000 },
+    { .path = "cluster.usage_interval_ms",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.usage_interval_ms),
+      .min = 100,
+      .max = 3600000,
+      .defnum = 5000 },
+    { .path = "cluster.pool_name",
+      .type = NODE_CFG_T_POOL,
+      R(cluster.pool_name),
+      .def = "main" },
+    { .path = "cluster.lease_ttl_ms",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.lease_ttl_ms),
+      .min = 1000,
+      .max = 1ULL << 40,
+      .defnum = 86400000 },
+    { .path = "cluster.max_sessions",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.max_sessions),
+      .min = 1,
+      .max = 64,
+      .defnum = 1 },
+    { .path = "cluster.on_excess",
+      .type = NODE_CFG_T_ENUM,
+      R(cluster.refuse_excess),
+      .choices = node_cfg_excess,
+      .def = "evict_oldest" },
 
     { .path = "policy", .type = NODE_CFG_T_SECTION, .reloadable = true },
     { .path = "policy.default",
@@ -521,13 +618,19 @@ static int node_cfg_check_chars(struct node_cfg_ctx *c,
     }
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)text[i];
-        if (type == NODE_CFG_T_NAME &&
-            !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-              (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
-              ch == '-')) {
+        bool word = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                    (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+                    ch == '-';
+        if (type == NODE_CFG_T_NAME && !word) {
             return node_cfg_err(c, m,
                                 "%s: '%s' may only contain letters, digits, "
                                 "'_', '.' and '-'",
+                                path, q);
+        }
+        if (type == NODE_CFG_T_POOL && !word && ch != ':') {
+            return node_cfg_err(c, m,
+                                "%s: '%s' may only contain letters, digits, "
+                                "'_', '.', ':' and '-'",
                                 path, q);
         }
         if (ch < 0x20 || ch == 0x7f) {
@@ -535,7 +638,7 @@ static int node_cfg_check_chars(struct node_cfg_ctx *c,
                                 path, q);
         }
     }
-    if (type == NODE_CFG_T_NAME && len == 0) {
+    if ((type == NODE_CFG_T_NAME || type == NODE_CFG_T_POOL) && len == 0) {
         return node_cfg_err(c, m, "%s: must not be empty", path);
     }
     return 0;
@@ -591,6 +694,26 @@ static int node_cfg_bad_choice(struct node_cfg_ctx *c,
     return node_cfg_err(c, m, "%s: '%s' is not one of %s", path, q, list);
 }
 
+/* "a.b.c.d:port" with port 1..65534, written without leading zeros: the
+ * raft address peers dial; the forwarding listener takes port + 1. */
+static bool node_cfg_is_addr4(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    char host[INET_ADDRSTRLEN];
+    struct in_addr a;
+    uint64_t port;
+
+    if (colon == NULL || (size_t)(colon - s) >= sizeof(host)) {
+        return false;
+    }
+    memcpy(host, s, (size_t)(colon - s));
+    host[colon - s] = '\0';
+    if (inet_pton(AF_INET, host, &a) != 1 || colon[1] == '0') {
+        return false;
+    }
+    return ovha_parse_u64(colon + 1, 65534, &port) == 0 && port >= 1;
+}
+
 /* Stores a string-valued scalar (also used for the defaults). */
 static int node_cfg_store_text(struct node_cfg_ctx *c,
                                const char *path,
@@ -608,8 +731,18 @@ static int node_cfg_store_text(struct node_cfg_ctx *c,
     switch (k->type) {
     case NODE_CFG_T_STR:
     case NODE_CFG_T_NAME:
+    case NODE_CFG_T_POOL:
     case NODE_CFG_T_CN:
         return node_cfg_store_str(c, path, k->type, f, k->size, text, len, m);
+    case NODE_CFG_T_ADDR4:
+        if (len != strlen(text) || !node_cfg_is_addr4(text)) {
+            return node_cfg_err(c, m,
+                                "%s: '%s' is not an IPv4 address and port "
+                                "(a.b.c.d:port, port 1..65534)",
+                                path, q);
+        }
+        return node_cfg_store_str(c, path, NODE_CFG_T_STR, f, k->size, text,
+                                  len, m);
     case NODE_CFG_T_CHOICE:
         i = len == strlen(text) ? node_cfg_find_choice(k->choices, text) : -1;
         if (i < 0) {
@@ -1061,6 +1194,19 @@ static int node_cfg_missing(struct node_cfg_ctx *c,
                         "missing required key '%s'%s", path, why);
 }
 
+/* A key of an optional section (cluster.*) is only required when the
+ * section is in the file. */
+static bool node_cfg_section_present(struct node_cfg_ctx *c,
+                                     const struct node_cfg_key *k)
+{
+    char section[32];
+    const struct node_cfg_key *s;
+    size_t n = strcspn(k->path, ".");
+    snprintf(section, sizeof(section), "%.*s", (int)n, k->path);
+    s = node_cfg_lookup(section);
+    return s == NULL || s == k || !s->optional || c->seen[node_cfg_index(s)];
+}
+
 static int node_cfg_check_required(struct node_cfg_ctx *c)
 {
     static const char *const tls[] = { "openvpn.ca", "openvpn.cert",
@@ -1069,7 +1215,8 @@ static int node_cfg_check_required(struct node_cfg_ctx *c)
 
     for (size_t i = 0; i < NODE_CFG_NKEYS; i++) {
         const struct node_cfg_key *k = &node_cfg_keys[i];
-        if (k->base == NODE_CFG_B_ROOT && k->required && !c->seen[i]) {
+        if (k->base == NODE_CFG_B_ROOT && k->required && !c->seen[i] &&
+            node_cfg_section_present(c, k)) {
             return node_cfg_missing(c, k->path, "");
         }
     }
@@ -1252,6 +1399,38 @@ static int node_cfg_check_policy(struct node_cfg_ctx *c)
     return rv;
 }
 
+/* The cluster section: required paths must not be empty (YAML lets
+ * "data_dir:" through as ""), and raft's timers must leave room for a
+ * few heartbeats per election timeout. */
+static int node_cfg_check_cluster(struct node_cfg_ctx *c)
+{
+    static const char *const paths[] = { "cluster.data_dir", "cluster.ca",
+                                         "cluster.cert", "cluster.key" };
+    struct node_cfg_cluster *cl = &c->cfg->cluster;
+
+    cl->enabled = node_cfg_seen(c, "cluster");
+    if (!cl->enabled) {
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        const struct node_cfg_key *k = node_cfg_lookup(paths[i]);
+        if (((char *)node_cfg_field(k, c->cfg))[0] == '\0') {
+            return node_cfg_err(c, node_cfg_mark_of(c, paths[i]),
+                                "%s: must not be empty", paths[i]);
+        }
+    }
+    if (2 * cl->heartbeat_timeout_ms >= cl->election_timeout_ms) {
+        const char *at = node_cfg_seen(c, "cluster.heartbeat_timeout_ms")
+                             ? "cluster.heartbeat_timeout_ms"
+                             : "cluster.election_timeout_ms";
+        return node_cfg_err(c, node_cfg_mark_of(c, at),
+                            "cluster.heartbeat_timeout_ms (%u) must be below "
+                            "half of cluster.election_timeout_ms (%u)",
+                            cl->heartbeat_timeout_ms, cl->election_timeout_ms);
+    }
+    return 0;
+}
+
 /* ---- loading ---------------------------------------------------------- */
 
 static int node_cfg_defaults(struct node_cfg_ctx *c)
@@ -1318,6 +1497,9 @@ static int node_cfg_walk_doc(struct node_cfg_ctx *c)
     }
     if (rv == 0) {
         rv = node_cfg_check_policy(c);
+    }
+    if (rv == 0) {
+        rv = node_cfg_check_cluster(c);
     }
     return rv;
 }
@@ -1464,6 +1646,8 @@ static bool node_cfg_key_equal(const struct node_cfg_key *k,
     switch (k->type) {
     case NODE_CFG_T_STR:
     case NODE_CFG_T_NAME:
+    case NODE_CFG_T_POOL:
+    case NODE_CFG_T_ADDR4:
     case NODE_CFG_T_CHOICE:
     case NODE_CFG_T_IP:
     case NODE_CFG_T_IP4:
@@ -1492,6 +1676,15 @@ int node_cfg_check_reload(const struct node_cfg *cur,
 {
     if (errlen > 0) {
         errbuf[0] = '\0';
+    }
+    /* Adding or removing the section is named as such, not by whichever
+     * of its keys happens to differ first. */
+    if (cur->cluster.enabled != next->cluster.enabled) {
+        snprintf(errbuf, errlen,
+                 "%s: cluster cannot change on reload (only log.* and "
+                 "policy.* can; restart ovhad)",
+                 next->path);
+        return OVHA_ECONFIG;
     }
     for (size_t i = 0; i < NODE_CFG_NKEYS; i++) {
         const struct node_cfg_key *k = &node_cfg_keys[i];

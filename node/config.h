@@ -86,6 +86,27 @@ struct node_cfg_openvpn {
     uint64_t stop_timeout_ms;        /* SIGTERM then SIGKILL; 5000 */
 };
 
+/* Replication (issue 4). Absent section = standalone: decisions from
+ * local policy and a node-local pool, as before. None of it reloads. */
+struct node_cfg_cluster {
+    bool enabled;       /* the `cluster:` section is present */
+    uint64_t raft_id;   /* > 0; the certificate's ovha:node:<id> */
+    char address[64];   /* raft host:port; forwarding is port+1 */
+    char data_dir[256]; /* raft log and snapshots (created 0700) */
+    bool bootstrap;     /* first node of a new cluster only */
+    char ca[256], cert[256], key[256]; /* node mTLS material (PEM) */
+    unsigned election_timeout_ms;      /* 1000 */
+    unsigned heartbeat_timeout_ms;     /* 100 */
+    unsigned snapshot_threshold;       /* 8192 */
+    unsigned snapshot_trailing;        /* 8192 */
+    uint64_t gateway_heartbeat_ms;     /* GatewayHeartbeat period; 1000 */
+    uint64_t usage_interval_ms;        /* UsageCharge batching; 5000 */
+    char pool_name[64];                /* FSM pool from policy.pool; "main" */
+    uint64_t lease_ttl_ms;             /* 86400000 */
+    unsigned max_sessions;             /* per CN, cluster-wide; 1 */
+    bool refuse_excess; /* on_excess: refuse (true) or evict_oldest */
+};
+
 struct node_cfg {
     char path[4096]; /* the file this was read from */
 
@@ -107,6 +128,7 @@ struct node_cfg {
 
     struct node_cfg_openvpn openvpn;
     struct node_cfg_policy policy;
+    struct node_cfg_cluster cluster;
 };
 
 /* Parses path into a new config. On error returns OVHA_ECONFIG (or

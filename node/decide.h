@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "mgmt/mgmt.h"
 #include "node/config.h"
 
@@ -38,6 +40,7 @@ struct node_decision {
     size_t niroutes;
     char push[NODE_CFG_MAX_PUSH][256];
     size_t npush;
+    uint64_t session_id; /* replicated session (0 when standalone) */
 };
 
 /* Fills cfg (whose pointers point into d) for mgmt_cmd_client_auth.
@@ -60,7 +63,18 @@ struct node_decider_ops {
                   void **ret_handle);
     void (*cancel)(void *impl, void *handle);
     /* A session that was allowed has ended (address may be reused). */
-    void (*session_closed)(void *impl, const char *cn, const char *ip);
+    void (*session_closed)(void *impl,
+                           const char *cn,
+                           const char *ip,
+                           uint64_t session_id);
+    /* Optional (NULL = not interested): the client finished its handshake;
+     * its cumulative byte counters (from BYTECOUNT_CLI). */
+    void (*session_established)(void *impl, uint64_t session_id);
+    void (*session_bytes)(void *impl,
+                          uint64_t session_id,
+                          const char *cn,
+                          uint64_t bytes_in,
+                          uint64_t bytes_out);
 };
 
 struct node_decider {
@@ -83,5 +97,32 @@ void node_policy_decider(struct node_policy *p, struct node_decider *ret);
 void node_policy_decide(struct node_policy *p,
                         const struct node_decision_req *req,
                         struct node_decision *ret);
+/* The rules alone: allow/deny, reasons, routes, iroutes, pushes, a static
+ * IP if the rules name one, the netmask; no pool address. */
+void node_policy_decide_rules(struct node_policy *p,
+                              const struct node_decision_req *req,
+                              struct node_decision *ret);
+
+/* ---- replicated (clustered mode, replicated.c) ------------------------- */
+
+struct node_repl;
+struct node_clients;
+struct rft;
+struct fsm;
+
+/* rft, fsm and policy are borrowed and must outlive r. */
+int node_repl_new(uv_loop_t *loop,
+                  const struct node_cfg *cfg,
+                  struct rft *rft,
+                  struct fsm *fsm,
+                  struct node_policy *policy,
+                  struct node_repl **ret);
+/* Starts heartbeats, usage batching and reconciliation against clients;
+ * proposes the configured pool. */
+void node_repl_start(struct node_repl *r, struct node_clients *clients);
+void node_repl_set_cfg(struct node_repl *r, const struct node_cfg *cfg);
+void node_repl_decider(struct node_repl *r, struct node_decider *ret);
+/* After rft_close completed (no proposal callback is still due). */
+void node_repl_close(struct node_repl *r, void (*cb)(void *data), void *data);
 
 #endif

@@ -66,14 +66,43 @@ static void node_http_closed_cb(void *data)
     node_stop_done(n);
 }
 
-static void node_clients_closed_cb(void *data)
+static void node_close_http(struct node *n)
 {
-    struct node *n = data;
-    n->clients = NULL;
     if (n->http != NULL) {
         node_http_close(n->http, node_http_closed_cb, n);
     } else {
         node_stop_done(n);
+    }
+}
+
+static void node_repl_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->repl = NULL;
+    node_close_http(n);
+}
+
+static void node_rft_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->rft = NULL;
+    if (n->repl != NULL) {
+        node_repl_close(n->repl, node_repl_closed_cb, n);
+    } else {
+        node_close_http(n);
+    }
+}
+
+static void node_clients_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->clients = NULL;
+    /* Proposals still in flight get their callbacks (OVHA_ECLOSED) from
+     * rft_close; the replicated decider goes after it. */
+    if (n->rft != NULL) {
+        rft_close(n->rft, node_rft_closed_cb, n);
+    } else {
+        node_rft_closed_cb(n);
     }
 }
 
@@ -174,6 +203,9 @@ static void node_reload(struct node *n)
         return;
     }
     node_policy_set_cfg(n->policy, next);
+    if (n->repl != NULL) {
+        node_repl_set_cfg(n->repl, next);
+    }
     node_clients_set_deadline(n->clients, next->decision_deadline_ms);
     node_apply_log(next);
     if (n->cfg != n->boot_cfg) {
@@ -233,6 +265,51 @@ static int node_start_mgmt(struct node *n)
     return rv;
 }
 
+/* Clustered mode: the FSM, the raft runtime over mTLS and the replicated
+ * decider. The data directory is created 0700 (one level). */
+static int node_start_cluster(struct node *n, struct node_decider *decider)
+{
+    const struct node_cfg_cluster *cc = &n->boot_cfg->cluster;
+    struct rft_config rc;
+    char err[512];
+    if (mkdir(cc->data_dir, 0700) != 0 && errno != EEXIST) {
+        LOG_ERR("node", "raft data dir %s: %s", cc->data_dir, strerror(errno));
+        return -errno;
+    }
+    int rv = fsm_new(NULL, &n->fsm);
+    if (rv != 0) {
+        return rv;
+    }
+    memset(&rc, 0, sizeof(rc));
+    rc.id = cc->raft_id;
+    ovha_strlcpy(rc.address, cc->address, sizeof(rc.address));
+    ovha_strlcpy(rc.data_dir, cc->data_dir, sizeof(rc.data_dir));
+    ovha_strlcpy(rc.ca_file, cc->ca, sizeof(rc.ca_file));
+    ovha_strlcpy(rc.cert_file, cc->cert, sizeof(rc.cert_file));
+    ovha_strlcpy(rc.key_file, cc->key, sizeof(rc.key_file));
+    rc.election_timeout_ms = cc->election_timeout_ms;
+    rc.heartbeat_timeout_ms = cc->heartbeat_timeout_ms;
+    rc.snapshot_threshold = cc->snapshot_threshold;
+    rc.snapshot_trailing = cc->snapshot_trailing;
+    rc.bootstrap = cc->bootstrap;
+    rv = rft_new(n->loop, &rc, n->fsm, &n->rft, err, sizeof(err));
+    if (rv != 0) {
+        LOG_ERR("node", "raft: %s", err);
+        return rv;
+    }
+    rv = rft_start(n->rft);
+    if (rv != 0) {
+        LOG_ERR("node", "raft: %s", rft_errmsg(n->rft));
+        return rv;
+    }
+    rv = node_repl_new(n->loop, n->boot_cfg, n->rft, n->fsm, n->policy,
+                       &n->repl);
+    if (rv == 0) {
+        node_repl_decider(n->repl, decider);
+    }
+    return rv;
+}
+
 static int node_start(struct node *n)
 {
     struct node_decider decider;
@@ -241,6 +318,12 @@ static int node_start(struct node *n)
         return rv;
     }
     node_policy_decider(n->policy, &decider);
+    if (n->cfg->cluster.enabled) {
+        rv = node_start_cluster(n, &decider);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     rv = node_sup_new(n->loop, n->boot_cfg, n->self_exe, node_on_sup_state, n,
                       &n->sup);
     if (rv == 0) {
@@ -249,6 +332,9 @@ static int node_start(struct node *n)
     if (rv == 0) {
         rv = node_clients_new(n->loop, n->mgmt, decider,
                               n->cfg->decision_deadline_ms, &n->clients);
+    }
+    if (rv == 0 && n->repl != NULL) {
+        node_repl_start(n->repl, n->clients);
     }
     if (rv == 0) {
         rv = node_start_signals(n);
@@ -270,6 +356,9 @@ static int node_start(struct node *n)
     }
     if (rv == 0) {
         rv = node_api_register(n);
+    }
+    if (rv == 0) {
+        rv = node_api_cluster_register(n);
     }
     if (rv == 0) {
         rv = mgmt_conn_start(n->mgmt);
@@ -361,6 +450,7 @@ int main(int argc, char **argv)
         node_stop(&n, 1);
     }
     uv_run(n.loop, UV_RUN_DEFAULT);
+    fsm_free(n.fsm);
     node_policy_free(n.policy);
     if (n.cfg != n.boot_cfg) {
         node_cfg_free(n.cfg);

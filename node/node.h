@@ -8,12 +8,14 @@
 
 #include <uv.h>
 
+#include "fsm/fsm.h"
 #include "mgmt/mgmt.h"
 #include "node/clients.h"
 #include "node/config.h"
 #include "node/decide.h"
 #include "node/http.h"
 #include "node/supervisor.h"
+#include "raft/raft.h"
 
 struct node {
     uv_loop_t *loop;
@@ -28,6 +30,11 @@ struct node {
     struct node_policy *policy;
     struct node_clients *clients;
     struct node_http *http;
+    /* Clustered mode only (cfg->cluster.enabled): the replicated state
+     * and its runtime. NULL when standalone. */
+    struct fsm *fsm;
+    struct rft *rft;
+    struct node_repl *repl; /* the replicated decider (replicated.c) */
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     int exit_code;
@@ -37,5 +44,8 @@ struct node {
 
 /* Registers /healthz and the /v1 admin API on n->http. */
 int node_api_register(struct node *n);
+/* Registers the /v1/cluster... and /v1/leases endpoints (api_cluster.c);
+ * they answer 409 {"error": "standalone node"} when n->rft is NULL. */
+int node_api_cluster_register(struct node *n);
 
 #endif

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/base.h"
 
@@ -34,6 +36,9 @@ struct ovhactl {
     bool json;
     long timeout_ms;
     const char *message; /* kill: text sent to the client */
+    const char *role;    /* cluster join: voter|standby|spare */
+    bool cluster;        /* sessions: the replicated, cluster-wide list */
+    const char *gateway; /* sessions --cluster: only this gateway's */
 };
 
 struct ovhactl_answer {
@@ -210,10 +215,25 @@ static int ovhactl_fail(const struct ovhactl_answer *a)
     const char *msg =
         j != NULL ? json_string_value(json_object_get(j, "error")) : NULL;
     char esc[512];
+    json_t *lid = j != NULL ? json_object_get(j, "leader_id") : NULL;
     if (msg != NULL) {
         ovhactl_err("%s", ovhactl_escape(msg, false, esc, sizeof(esc)));
     } else {
         ovhactl_err("the node answered HTTP %ld", a->status);
+    }
+    /* 503 from a cluster change: this node is not the leader; say who
+     * is, so the operator can point -s at that node's socket. */
+    if (a->status == 503 && json_is_integer(lid)) {
+        const char *laddr =
+            json_string_value(json_object_get(j, "leader_address"));
+        if (json_integer_value(lid) > 0) {
+            ovhactl_err("leader is %" JSON_INTEGER_FORMAT " at %s",
+                        json_integer_value(lid),
+                        ovhactl_escape(laddr != NULL ? laddr : "?", true, esc,
+                                       sizeof(esc)));
+        } else {
+            ovhactl_err("no leader is known right now; retry shortly");
+        }
     }
     json_decref(j);
     return OVHACTL_FAILED;
@@ -370,6 +390,8 @@ static void ovhactl_row_fill(json_t *s, struct ovhactl_row *r)
     }
 }
 
+static int ovhactl_cmd_cluster_sessions(struct ovhactl *ctl, int argc);
+
 static int ovhactl_cmd_sessions(struct ovhactl *ctl, int argc, char **argv)
 {
     static const char *const heads[] = { "CN",           "CID",   "VPN IP",
@@ -382,6 +404,13 @@ static int ovhactl_cmd_sessions(struct ovhactl *ctl, int argc, char **argv)
 
     char path[1200] = "/v1/sessions";
 
+    if (ctl->cluster) {
+        return ovhactl_cmd_cluster_sessions(ctl, argc);
+    }
+    if (ctl->gateway != NULL) {
+        ovhactl_err("--gateway goes with --cluster");
+        return OVHACTL_USAGE;
+    }
     if (argc > 1) {
         ovhactl_err(
             "sessions takes at most one CN (see 'ovhactl sessions "
@@ -488,6 +517,624 @@ static int ovhactl_cmd_kill(struct ovhactl *ctl, int argc, char **argv)
     return killed > 0 ? OVHACTL_OK : OVHACTL_FAILED;
 }
 
+/* ---- tables ------------------------------------------------------------ */
+
+/* A text table: every cell is escaped when added; columns are sized to
+ * their widest cell. */
+struct ovhactl_table {
+    size_t ncols, nrows, cap;
+    const char *const *heads;
+    const char *align; /* per column: 'l' or 'r' */
+    char **cells;      /* nrows * ncols */
+};
+
+static int ovhactl_table_add(struct ovhactl_table *t, const char *const *cols)
+{
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap == 0 ? 16 : 2 * t->cap;
+        char **c = realloc(t->cells, cap * t->ncols * sizeof(*c));
+        if (c == NULL) {
+            return -ENOMEM;
+        }
+        t->cells = c;
+        t->cap = cap;
+    }
+    for (size_t i = 0; i < t->ncols; i++) {
+        t->cells[t->nrows * t->ncols + i] = strdup(cols[i]);
+        if (t->cells[t->nrows * t->ncols + i] == NULL) {
+            for (size_t k = 0; k < i; k++) {
+                free(t->cells[t->nrows * t->ncols + k]);
+            }
+            return -ENOMEM;
+        }
+    }
+    t->nrows++;
+    return 0;
+}
+
+static void ovhactl_table_line(const struct ovhactl_table *t,
+                               const size_t *w,
+                               const char *const *cols)
+{
+    for (size_t i = 0; i < t->ncols; i++) {
+        bool last = i + 1 == t->ncols;
+        if (t->align[i] == 'r') {
+            printf("%*s", (int)w[i], cols[i]);
+        } else {
+            printf("%-*s", last ? 0 : (int)w[i], cols[i]);
+        }
+        fputs(last ? "\n" : "  ", stdout);
+    }
+}
+
+static void ovhactl_table_print(const struct ovhactl_table *t)
+{
+    size_t w[16] = { 0 };
+    for (size_t i = 0; i < t->ncols && i < 16; i++) {
+        w[i] = strlen(t->heads[i]);
+        for (size_t r = 0; r < t->nrows; r++) {
+            size_t l = strlen(t->cells[r * t->ncols + i]);
+            w[i] = l > w[i] ? l : w[i];
+        }
+    }
+    ovhactl_table_line(t, w, t->heads);
+    for (size_t r = 0; r < t->nrows; r++) {
+        ovhactl_table_line(t, w, (const char *const *)&t->cells[r * t->ncols]);
+    }
+}
+
+static void ovhactl_table_free(struct ovhactl_table *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+        free(t->cells[i]);
+    }
+    free(t->cells);
+}
+
+/* A time in milliseconds since the epoch (the FSM's clock), as UTC. */
+static void ovhactl_ms_field(json_t *o, const char *key, char *out, size_t size)
+{
+    json_t *v = json_object_get(o, key);
+    snprintf(out, size, "-");
+    if (json_is_integer(v) && json_integer_value(v) > 0) {
+        time_t t = (time_t)(json_integer_value(v) / 1000);
+        struct tm tm;
+        if (gmtime_r(&t, &tm) != NULL) {
+            strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        }
+    }
+}
+
+/* Gets the list under key, or reports a malformed answer. */
+static json_t *ovhactl_list(json_t *j, const char *key)
+{
+    json_t *list = json_object_get(j, key);
+    if (!json_is_array(list)) {
+        ovhactl_err("the node's answer has no \"%s\" list", key);
+        return NULL;
+    }
+    return list;
+}
+
+/* Appends "?key=value" (or "&key=value") with value URL-escaped. */
+static int ovhactl_query(char *path,
+                         size_t size,
+                         const char *key,
+                         const char *value)
+{
+    char *q = curl_easy_escape(NULL, value, 0);
+    size_t len = strlen(path);
+    if (q == NULL || strlen(q) > 1000 ||
+        (size_t)snprintf(path + len, size - len, "%c%s=%s",
+                         strchr(path, '?') != NULL ? '&' : '?', key,
+                         q) >= size - len) {
+        curl_free(q);
+        return -ENAMETOOLONG;
+    }
+    curl_free(q);
+    return 0;
+}
+
+/* A raft id argument: 1 .. 2^63-1 (what the API's JSON carries). */
+static int ovhactl_parse_id(const char *s, bool zero_ok, uint64_t *ret)
+{
+    uint64_t v;
+    if (ovha_parse_u64(s, INT64_MAX, &v) != 0 || (v == 0 && !zero_ok)) {
+        char esc[64];
+        ovhactl_err("'%s' is not a raft id (1 .. 9223372036854775807)",
+                    ovhactl_escape(s, false, esc, sizeof(esc)));
+        return OVHACTL_USAGE;
+    }
+    *ret = v;
+    return 0;
+}
+
+static bool ovhactl_role_ok(const char *role)
+{
+    return strcmp(role, "voter") == 0 || strcmp(role, "standby") == 0 ||
+           strcmp(role, "spare") == 0;
+}
+
+/* POSTs a JSON object built by the caller (stolen) and hands back the
+ * parsed answer. */
+static int ovhactl_post(struct ovhactl *ctl,
+                        const char *path,
+                        json_t *req,
+                        json_t **ret_json)
+{
+    char *body;
+    int rv;
+
+    if (req == NULL) {
+        ovhactl_err("out of memory");
+        return OVHACTL_FAILED;
+    }
+    body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (body == NULL) {
+        ovhactl_err("out of memory");
+        return OVHACTL_FAILED;
+    }
+    rv = ovhactl_call(ctl, "POST", path, body, ret_json);
+    free(body);
+    return rv;
+}
+
+/* ---- cluster commands ---------------------------------------------------- */
+
+static int ovhactl_cmd_cluster_status(struct ovhactl *ctl,
+                                      int argc,
+                                      char **argv)
+{
+    static const char *const heads[] = { "", "ID", "ADDRESS", "ROLE" };
+    struct ovhactl_table t = { .ncols = 4, .heads = heads, .align = "lrll" };
+    char leader[24], term[24], commit[24], applied[24], addr[128];
+    char laddr[128], role[64], sid[24], srole[64], self[24];
+    json_t *j = NULL, *list, *srv;
+    json_int_t lid;
+    size_t i;
+    int rv;
+
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("cluster status takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_call(ctl, "GET", "/v1/cluster", NULL, &j);
+    if (rv != 0 || ctl->json) {
+        json_decref(j);
+        return rv;
+    }
+    list = ovhactl_list(j, "servers");
+    if (list == NULL) {
+        json_decref(j);
+        return OVHACTL_UNREACHABLE;
+    }
+    lid = json_integer_value(json_object_get(j, "leader_id"));
+    ovhactl_int_field(j, "id", self, sizeof(self));
+    ovhactl_str_field(j, "role", true, role, sizeof(role));
+    ovhactl_int_field(j, "term", term, sizeof(term));
+    ovhactl_int_field(j, "leader_id", leader, sizeof(leader));
+    ovhactl_str_field(j, "leader_address", true, laddr, sizeof(laddr));
+    ovhactl_int_field(j, "commit_index", commit, sizeof(commit));
+    ovhactl_int_field(j, "last_applied", applied, sizeof(applied));
+    if (lid > 0) {
+        printf("term %s  leader %s (%s)  commit %s  applied %s\n", term, leader,
+               laddr, commit, applied);
+    } else {
+        printf("term %s  leader none  commit %s  applied %s\n", term, commit,
+               applied);
+    }
+    printf("this node: %s, %s%s\n", self, role,
+           json_is_true(json_object_get(j, "ready")) ? ", ready" : "");
+    json_array_foreach(list, i, srv)
+    {
+        json_int_t sidv = json_integer_value(json_object_get(srv, "id"));
+        const char *cols[4] = { lid > 0 && sidv == lid ? "*" : "", sid, addr,
+                                srole };
+        ovhactl_int_field(srv, "id", sid, sizeof(sid));
+        ovhactl_str_field(srv, "address", true, addr, sizeof(addr));
+        ovhactl_str_field(srv, "role", true, srole, sizeof(srole));
+        if (ovhactl_table_add(&t, cols) != 0) {
+            ovhactl_table_free(&t);
+            json_decref(j);
+            ovhactl_err("out of memory");
+            return OVHACTL_FAILED;
+        }
+    }
+    ovhactl_table_print(&t);
+    printf("(* = leader)\n");
+    ovhactl_table_free(&t);
+    json_decref(j);
+    return OVHACTL_OK;
+}
+
+static int ovhactl_cmd_cluster_join(struct ovhactl *ctl, int argc, char **argv)
+{
+    const char *role = ctl->role != NULL ? ctl->role : "voter";
+    char esc[128];
+    uint64_t id;
+    json_t *j = NULL;
+    int rv;
+
+    if (argc != 2) {
+        ovhactl_err(
+            "cluster join needs ID and ADDRESS (see 'ovhactl cluster "
+            "join --help')");
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_parse_id(argv[0], false, &id);
+    if (rv != 0) {
+        return rv;
+    }
+    if (!ovhactl_role_ok(role)) {
+        ovhactl_err("--role wants voter, standby or spare, not '%s'",
+                    ovhactl_escape(role, false, esc, sizeof(esc)));
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_post(ctl, "/v1/cluster/join",
+                      json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id,
+                                "address", argv[1], "role", role),
+                      &j);
+    if (rv == 0 && !ctl->json) {
+        printf("node %" PRIu64 " joined as %s\n", id, role);
+    }
+    json_decref(j);
+    return rv;
+}
+
+static int ovhactl_cmd_cluster_remove(struct ovhactl *ctl,
+                                      int argc,
+                                      char **argv)
+{
+    uint64_t id;
+    json_t *j = NULL;
+    int rv;
+
+    if (argc != 1) {
+        ovhactl_err("cluster remove needs exactly one ID");
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_parse_id(argv[0], false, &id);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = ovhactl_post(ctl, "/v1/cluster/remove",
+                      json_pack("{s:I}", "id", (json_int_t)id), &j);
+    if (rv == 0 && !ctl->json) {
+        printf("node %" PRIu64 " removed\n", id);
+    }
+    json_decref(j);
+    return rv;
+}
+
+static int ovhactl_cmd_cluster_transfer(struct ovhactl *ctl,
+                                        int argc,
+                                        char **argv)
+{
+    uint64_t id = 0;
+    char leader[24], laddr[128];
+    json_t *j = NULL;
+    int rv;
+
+    if (argc > 1) {
+        ovhactl_err("cluster transfer takes at most one ID");
+        return OVHACTL_USAGE;
+    }
+    if (argc == 1) {
+        rv = ovhactl_parse_id(argv[0], true, &id);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    rv = ovhactl_post(ctl, "/v1/cluster/transfer",
+                      json_pack("{s:I}", "id", (json_int_t)id), &j);
+    if (rv == 0 && !ctl->json) {
+        ovhactl_int_field(j, "leader_id", leader, sizeof(leader));
+        ovhactl_str_field(j, "leader_address", true, laddr, sizeof(laddr));
+        printf("leadership transferred: leader is %s at %s\n", leader, laddr);
+    }
+    json_decref(j);
+    return rv;
+}
+
+static int ovhactl_cmd_cluster_assign(struct ovhactl *ctl,
+                                      int argc,
+                                      char **argv)
+{
+    char esc[128];
+    uint64_t id;
+    json_t *j = NULL;
+    int rv;
+
+    if (argc != 2) {
+        ovhactl_err("cluster assign needs ID and ROLE");
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_parse_id(argv[0], false, &id);
+    if (rv != 0) {
+        return rv;
+    }
+    if (!ovhactl_role_ok(argv[1])) {
+        ovhactl_err("ROLE must be voter, standby or spare, not '%s'",
+                    ovhactl_escape(argv[1], false, esc, sizeof(esc)));
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_post(
+        ctl, "/v1/cluster/assign",
+        json_pack("{s:I, s:s}", "id", (json_int_t)id, "role", argv[1]), &j);
+    if (rv == 0 && !ctl->json) {
+        printf("node %" PRIu64 " is now %s\n", id, argv[1]);
+    }
+    json_decref(j);
+    return rv;
+}
+
+#define OVHACTL_CELL 1100
+
+/* GETs path and prints the list under key as a table, one row per item
+ * from fill(). */
+static int ovhactl_list_cmd(struct ovhactl *ctl,
+                            const char *path,
+                            const char *key,
+                            struct ovhactl_table *t,
+                            void (*fill)(json_t *item, char **cols))
+{
+    json_t *j = NULL, *list, *item;
+    char buf[16][OVHACTL_CELL];
+    char *cols[16];
+    size_t i;
+    int rv = ovhactl_call(ctl, "GET", path, NULL, &j);
+
+    if (rv != 0 || ctl->json) {
+        json_decref(j);
+        return rv;
+    }
+    list = ovhactl_list(j, key);
+    if (list == NULL) {
+        json_decref(j);
+        return OVHACTL_UNREACHABLE;
+    }
+    for (i = 0; i < 16; i++) {
+        cols[i] = buf[i];
+    }
+    json_array_foreach(list, i, item)
+    {
+        fill(item, cols);
+        if (ovhactl_table_add(t, (const char *const *)cols) != 0) {
+            ovhactl_table_free(t);
+            json_decref(j);
+            ovhactl_err("out of memory");
+            return OVHACTL_FAILED;
+        }
+    }
+    ovhactl_table_print(t);
+    ovhactl_table_free(t);
+    json_decref(j);
+    return OVHACTL_OK;
+}
+
+static void ovhactl_gateway_fill(json_t *g, char **c)
+{
+    ovhactl_str_field(g, "id", true, c[0], OVHACTL_CELL);
+    ovhactl_str_field(g, "address", true, c[1], OVHACTL_CELL);
+    ovhactl_str_field(g, "state", true, c[2], OVHACTL_CELL);
+    ovhactl_ms_field(g, "last_seen", c[3], OVHACTL_CELL);
+}
+
+static int ovhactl_cmd_cluster_gateways(struct ovhactl *ctl,
+                                        int argc,
+                                        char **argv)
+{
+    static const char *const heads[] = { "ID", "ADDRESS", "STATE",
+                                         "LAST SEEN" };
+    struct ovhactl_table t = { .ncols = 4, .heads = heads, .align = "llll" };
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("cluster gateways takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    return ovhactl_list_cmd(ctl, "/v1/cluster/gateways", "gateways", &t,
+                            ovhactl_gateway_fill);
+}
+
+static void ovhactl_lease_fill(json_t *l, char **c)
+{
+    ovhactl_str_field(l, "ip", true, c[0], OVHACTL_CELL);
+    ovhactl_str_field(l, "pool", true, c[1], OVHACTL_CELL);
+    ovhactl_str_field(l, "cn", true, c[2], OVHACTL_CELL);
+    snprintf(c[3], OVHACTL_CELL, "%s",
+             json_is_true(json_object_get(l, "reserved")) ? "yes" : "no");
+    ovhactl_int_field(l, "session_id", c[4], OVHACTL_CELL);
+    if (strcmp(c[4], "0") == 0) {
+        snprintf(c[4], OVHACTL_CELL, "-");
+    }
+    ovhactl_ms_field(l, "expires_at", c[5], OVHACTL_CELL);
+}
+
+static int ovhactl_cmd_leases(struct ovhactl *ctl, int argc, char **argv)
+{
+    static const char *const heads[] = { "IP",       "POOL",    "CN",
+                                         "RESERVED", "SESSION", "EXPIRES" };
+    struct ovhactl_table t = { .ncols = 6, .heads = heads, .align = "llllrl" };
+    char path[1200] = "/v1/leases";
+
+    if (argc > 1) {
+        ovhactl_err("leases takes at most one CN");
+        return OVHACTL_USAGE;
+    }
+    if (argc == 1 && ovhactl_query(path, sizeof(path), "cn", argv[0]) != 0) {
+        ovhactl_err("CN too long");
+        return OVHACTL_USAGE;
+    }
+    return ovhactl_list_cmd(ctl, path, "leases", &t, ovhactl_lease_fill);
+}
+
+static void ovhactl_csession_fill(json_t *s, char **c)
+{
+    ovhactl_int_field(s, "id", c[0], OVHACTL_CELL);
+    ovhactl_str_field(s, "cn", true, c[1], OVHACTL_CELL);
+    ovhactl_str_field(s, "gateway", true, c[2], OVHACTL_CELL);
+    ovhactl_int_field(s, "cid", c[3], OVHACTL_CELL);
+    ovhactl_str_field(s, "ip4", true, c[4], OVHACTL_CELL);
+    ovhactl_str_field(s, "ip6", true, c[5], OVHACTL_CELL);
+    ovhactl_str_field(s, "real_address", true, c[6], OVHACTL_CELL);
+    ovhactl_str_field(s, "state", true, c[7], OVHACTL_CELL);
+    ovhactl_ms_field(s, "started", c[8], OVHACTL_CELL);
+    for (int i = 4; i <= 5; i++) {
+        if (strcmp(c[i], "\"\"") == 0) {
+            snprintf(c[i], OVHACTL_CELL, "-");
+        }
+    }
+}
+
+static int ovhactl_cmd_cluster_sessions(struct ovhactl *ctl, int argc)
+{
+    static const char *const heads[] = { "ID",           "CN",    "GATEWAY",
+                                         "CID",          "IP4",   "IP6",
+                                         "REAL ADDRESS", "STATE", "STARTED" };
+    struct ovhactl_table t = { .ncols = 9,
+                               .heads = heads,
+                               .align = "rllrlllll" };
+    char path[1200] = "/v1/cluster/sessions";
+
+    if (argc != 0) {
+        ovhactl_err(
+            "sessions --cluster takes no CN; use --gateway G to "
+            "narrow it");
+        return OVHACTL_USAGE;
+    }
+    if (ctl->gateway != NULL &&
+        ovhactl_query(path, sizeof(path), "gateway", ctl->gateway) != 0) {
+        ovhactl_err("gateway id too long");
+        return OVHACTL_USAGE;
+    }
+    return ovhactl_list_cmd(ctl, path, "sessions", &t, ovhactl_csession_fill);
+}
+
+static int ovhactl_cmd_audit_head(struct ovhactl *ctl, int argc, char **argv)
+{
+    char seq[24], hash[160], bad[24];
+    json_t *j = NULL;
+    bool ok;
+    int rv;
+
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("audit head takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_call(ctl, "GET", "/v1/audit/head", NULL, &j);
+    if (rv != 0) {
+        return rv;
+    }
+    ok = json_is_true(json_object_get(j, "verified"));
+    if (!ctl->json) {
+        ovhactl_int_field(j, "seq", seq, sizeof(seq));
+        ovhactl_str_field(j, "hash", true, hash, sizeof(hash));
+        ovhactl_int_field(j, "first_bad_seq", bad, sizeof(bad));
+        printf("seq: %s\nhash: %s\nverified: %s\n", seq, hash,
+               ok ? "yes" : "NO");
+        if (!ok) {
+            printf("first bad record: %s\n", bad);
+        }
+    }
+    json_decref(j);
+    return ok ? OVHACTL_OK : OVHACTL_FAILED;
+}
+
+/* ---- pki ----------------------------------------------------------------- */
+
+/* Where pki.sh is: $OVHA_PKI_SH, else the repository's deploy/pki.sh seen
+ * from <build>/bin/ovhactl, else the installed copy. */
+static int ovhactl_find_pki(char *out, size_t size)
+{
+    const char *env = getenv("OVHA_PKI_SH");
+    char exe[4096];
+    ssize_t n;
+
+    if (env != NULL && *env != '\0') {
+        if (access(env, R_OK) != 0) {
+            ovhactl_err("OVHA_PKI_SH=%s: %s", env, strerror(errno));
+            return OVHACTL_FAILED;
+        }
+        ovha_strlcpy(out, env, size);
+        return 0;
+    }
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        char *slash;
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            int m = snprintf(out, size, "%s/../../deploy/pki.sh", exe);
+            if (m > 0 && (size_t)m < size && access(out, R_OK) == 0) {
+                return 0;
+            }
+        }
+    }
+    ovha_strlcpy(out, "/usr/share/ovha/pki.sh", size);
+    if (access(out, R_OK) == 0) {
+        return 0;
+    }
+    ovhactl_err(
+        "cannot find pki.sh: set OVHA_PKI_SH, or install it as "
+        "/usr/share/ovha/pki.sh");
+    return OVHACTL_FAILED;
+}
+
+/* Replaces ovhactl with "bash pki.sh SUBCMD ARGS..."; returns only on
+ * failure. pki.sh's own exit status (1 failed, 2 usage) becomes ours. */
+static int ovhactl_exec_pki(const char *sub, int argc, char **argv)
+{
+    char path[4096];
+    char *args[8];
+    int rv = ovhactl_find_pki(path, sizeof(path));
+    int k = 0;
+
+    if (rv != 0) {
+        return rv;
+    }
+    args[k++] = "bash";
+    args[k++] = path;
+    args[k++] = (char *)sub;
+    for (int i = 0; i < argc && k < 7; i++) {
+        args[k++] = argv[i];
+    }
+    args[k] = NULL;
+    fflush(stdout);
+    execvp("bash", args);
+    ovhactl_err("cannot run bash %s: %s", path, strerror(errno));
+    return OVHACTL_FAILED;
+}
+
+static int ovhactl_cmd_pki_init(struct ovhactl *ctl, int argc, char **argv)
+{
+    (void)ctl;
+    if (argc != 1) {
+        ovhactl_err("pki init needs exactly one DIR");
+        return OVHACTL_USAGE;
+    }
+    return ovhactl_exec_pki("init", argc, argv);
+}
+
+static int ovhactl_cmd_pki_issue(struct ovhactl *ctl, int argc, char **argv)
+{
+    uint64_t id;
+    int rv;
+    (void)ctl;
+    if (argc < 2 || argc > 3) {
+        ovhactl_err("pki issue-node needs DIR ID [ADDR]");
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_parse_id(argv[1], false, &id);
+    if (rv != 0) {
+        return rv;
+    }
+    return ovhactl_exec_pki("issue-node", argc, argv);
+}
+
 static const struct ovhactl_cmd ovhactl_cmds[] = {
     { "health", "", "show whether the node is up (GET /healthz)",
       "Asks the node for its health and prints its status (\"ok\" when it\n"
@@ -495,12 +1142,18 @@ static const struct ovhactl_cmd ovhactl_cmds[] = {
       "Exit status: 0 healthy, 1 the node answered with an error, 3 the\n"
       "node cannot be reached.\n",
       ovhactl_cmd_health },
-    { "sessions", "[CN]", "list the node's client sessions (GET /v1/sessions)",
-      "With CN, only that client's sessions.\n"
-      "Prints one line per session: CN, CID (OpenVPN's client id), VPN IP,\n"
-      "REAL ADDRESS, STATE, SINCE (UTC), and bytes IN and OUT. CNs holding\n"
-      "spaces, quotes or control characters are printed quoted, with\n"
-      "C-style escapes.\n",
+    { "sessions", "[CN] | --cluster [--gateway G]",
+      "list client sessions (GET /v1/sessions, /v1/cluster/sessions)",
+      "Without --cluster: this gateway's live sessions, as openvpn reports\n"
+      "them. With CN, only that client's sessions. One line per session:\n"
+      "CN, CID (OpenVPN's client id), VPN IP, REAL ADDRESS, STATE, SINCE\n"
+      "(UTC), and bytes IN and OUT.\n"
+      "With --cluster: the replicated sessions of every gateway (this\n"
+      "node's applied state; a follower may lag slightly), or of gateway G\n"
+      "with --gateway G: ID, CN, GATEWAY, CID, IP4, IP6, REAL ADDRESS,\n"
+      "STATE (connecting, established, orphaned) and STARTED (UTC).\n"
+      "CNs holding spaces, quotes or control characters are printed quoted,\n"
+      "with C-style escapes.\n",
       ovhactl_cmd_sessions },
     { "kill", "[-m TEXT] CN",
       "disconnect every session of CN (POST /v1/sessions/kill)",
@@ -511,6 +1164,78 @@ static const struct ovhactl_cmd ovhactl_cmds[] = {
       "                      message, e.g. RESTART,... or HALT,...)\n"
       "Exit status: 0 sessions were killed, 1 no live session for CN.\n",
       ovhactl_cmd_kill },
+    { "cluster status", "",
+      "show raft membership and progress (GET /v1/cluster)",
+      "Prints the term, the leader (id and raft address), the commit and\n"
+      "applied indexes, this node's id and raft role, then one line per\n"
+      "member: ID, ADDRESS and ROLE (voter, standby, spare); '*' marks the\n"
+      "leader. Any node answers, leader or not.\n"
+      "Exit status: 0 ok, 1 standalone node (no cluster section).\n",
+      ovhactl_cmd_cluster_status },
+    { "cluster join", "ID ADDRESS [--role R]",
+      "add node ID at ADDRESS (POST /v1/cluster/join)",
+      "Adds raft id ID, reachable at ADDRESS (a.b.c.d:port, its\n"
+      "cluster.address), to the cluster. Run it against the leader. The\n"
+      "node is added as a spare, then given its role; a voter is caught up\n"
+      "with the log first, so this waits until the new node runs and\n"
+      "answers (start it first, without bootstrap).\n"
+      "  --role R  voter (default), standby or spare\n"
+      "Exit status: 0 joined, 1 refused (not the leader: the leader's id\n"
+      "and address are printed; another change in progress; duplicate id\n"
+      "or address; the new node could not be caught up).\n",
+      ovhactl_cmd_cluster_join },
+    { "cluster remove", "ID", "remove node ID (POST /v1/cluster/remove)",
+      "Removes raft id ID from the configuration. Run it against the\n"
+      "leader. Removing the leader itself makes it step down once the\n"
+      "change commits.\n"
+      "Exit status: 0 removed, 1 refused or failed.\n",
+      ovhactl_cmd_cluster_remove },
+    { "cluster transfer", "[ID]",
+      "hand leadership to ID (POST /v1/cluster/transfer)",
+      "Asks the leader to hand over leadership to voter ID, or, without ID\n"
+      "(or 0), to the most up-to-date voter, and waits until another node\n"
+      "leads. Use it before stopping or removing the leader.\n"
+      "Exit status: 0 transferred, 1 refused or not completed in time.\n",
+      ovhactl_cmd_cluster_transfer },
+    { "cluster assign", "ID ROLE",
+      "change node ID's role (POST /v1/cluster/assign)",
+      "Sets the raft role of member ID to ROLE: voter, standby or spare.\n"
+      "A promotion to voter catches the node up first.\n"
+      "Exit status: 0 done, 1 refused or failed.\n",
+      ovhactl_cmd_cluster_assign },
+    { "cluster gateways", "",
+      "list the gateways the cluster knows (GET /v1/cluster/gateways)",
+      "One line per gateway from the replicated state: ID, ADDRESS, STATE\n"
+      "(active, standby, draining, down) and LAST SEEN (UTC, the time of\n"
+      "its last heartbeat as replicated).\n",
+      ovhactl_cmd_cluster_gateways },
+    { "leases", "[CN]", "list the replicated address leases (GET /v1/leases)",
+      "One line per lease, or only CN's: IP, POOL, CN, RESERVED (an\n"
+      "operator reservation), SESSION (the session holding it, '-' when\n"
+      "idle) and EXPIRES (UTC; '-' while held or reserved). Read from this\n"
+      "node's applied state; a follower may lag slightly.\n",
+      ovhactl_cmd_leases },
+    { "audit head", "", "show and verify the audit chain (GET /v1/audit/head)",
+      "Prints the sequence number and hash of the last audit record and\n"
+      "whether the whole chain verified on this node.\n"
+      "Exit status: 0 verified, 1 a record does not verify (its seq is\n"
+      "printed) or the request failed.\n",
+      ovhactl_cmd_audit_head },
+    { "pki init", "DIR", "create the cluster CA in DIR (runs pki.sh)",
+      "Runs 'pki.sh init DIR': creates ca.key and ca.crt (EC P-256) in DIR,\n"
+      "made 0700, and keeps an existing CA. pki.sh is found through\n"
+      "$OVHA_PKI_SH, else ../../deploy/pki.sh from ovhactl's directory (a\n"
+      "build tree), else /usr/share/ovha/pki.sh. Needs no node.\n"
+      "See docs/pki.md.\n",
+      ovhactl_cmd_pki_init },
+    { "pki issue-node", "DIR ID [ADDR]",
+      "issue node ID's raft certificate (runs pki.sh)",
+      "Runs 'pki.sh issue-node DIR ID [ADDR]': writes node-ID.key and\n"
+      "node-ID.crt signed by DIR's CA, with the subjectAltName\n"
+      "URI:ovha:node:ID that binds the raft id; ADDR's host is added as an\n"
+      "IP or DNS name for humans. Keeps valid existing files.\n"
+      "See docs/pki.md.\n",
+      ovhactl_cmd_pki_issue },
 };
 
 #define OVHACTL_NCMDS (sizeof(ovhactl_cmds) / sizeof(ovhactl_cmds[0]))
@@ -524,10 +1249,14 @@ static void ovhactl_usage(FILE *f)
             "\n"
             "Commands:\n");
     for (size_t i = 0; i < OVHACTL_NCMDS; i++) {
-        char left[32];
+        char left[64];
         snprintf(left, sizeof(left), "%s %s", ovhactl_cmds[i].name,
                  ovhactl_cmds[i].args);
-        fprintf(f, "  %-20s %s\n", left, ovhactl_cmds[i].summary);
+        if (strlen(left) > 24) {
+            fprintf(f, "  %s\n  %-24s %s\n", left, "", ovhactl_cmds[i].summary);
+        } else {
+            fprintf(f, "  %-24s %s\n", left, ovhactl_cmds[i].summary);
+        }
     }
     fprintf(f,
             "\n"
@@ -555,14 +1284,60 @@ static void ovhactl_cmd_usage(const struct ovhactl_cmd *c)
         c->name, *c->args ? " " : "", c->args, c->summary, c->help);
 }
 
-static const struct ovhactl_cmd *ovhactl_find(const char *name)
+/* Matches one word ("health") or two ("cluster join"); *ret_words says
+ * how many arguments the name took. */
+static const struct ovhactl_cmd *ovhactl_find(int argc,
+                                              char **argv,
+                                              int *ret_words)
 {
     for (size_t i = 0; i < OVHACTL_NCMDS; i++) {
-        if (strcmp(ovhactl_cmds[i].name, name) == 0) {
+        const char *name = ovhactl_cmds[i].name;
+        const char *sp = strchr(name, ' ');
+        if (sp == NULL && strcmp(name, argv[0]) == 0) {
+            *ret_words = 1;
+            return &ovhactl_cmds[i];
+        }
+        if (sp != NULL && argc >= 2 &&
+            strncmp(name, argv[0], (size_t)(sp - name)) == 0 &&
+            argv[0][sp - name] == '\0' && strcmp(sp + 1, argv[1]) == 0) {
+            *ret_words = 2;
             return &ovhactl_cmds[i];
         }
     }
     return NULL;
+}
+
+/* Is word the first half of a two-word command ("cluster")? */
+static bool ovhactl_is_group(const char *word)
+{
+    size_t n = strlen(word);
+    for (size_t i = 0; i < OVHACTL_NCMDS; i++) {
+        const char *name = ovhactl_cmds[i].name;
+        if (strncmp(name, word, n) == 0 && name[n] == ' ') {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Options that belong to one command only. */
+static int ovhactl_check_opts(const struct ovhactl *ctl,
+                              const struct ovhactl_cmd *cmd)
+{
+    if (ctl->role != NULL && strcmp(cmd->name, "cluster join") != 0) {
+        ovhactl_err("--role only goes with 'cluster join'");
+        return OVHACTL_USAGE;
+    }
+    if ((ctl->cluster || ctl->gateway != NULL) &&
+        strcmp(cmd->name, "sessions") != 0) {
+        ovhactl_err("--cluster and --gateway only go with 'sessions'");
+        return OVHACTL_USAGE;
+    }
+    if (ctl->message != NULL && strcmp(cmd->name, "kill") != 0) {
+        ovhactl_err("--message only goes with 'kill'");
+        return OVHACTL_USAGE;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -573,6 +1348,9 @@ int main(int argc, char **argv)
         { "timeout", required_argument, NULL, 't' },
         { "help", no_argument, NULL, 'h' },
         { "message", required_argument, NULL, 'm' },
+        { "role", required_argument, NULL, 'r' },
+        { "cluster", no_argument, NULL, 'c' },
+        { "gateway", required_argument, NULL, 'g' },
         { NULL, 0, NULL, 0 },
     };
     struct ovhactl ctl = { .socket = getenv("OVHA_SOCKET"),
@@ -580,14 +1358,14 @@ int main(int argc, char **argv)
     const struct ovhactl_cmd *cmd;
     bool help = false;
     uint64_t secs;
-    int opt, rv;
+    int opt, rv, words = 1;
 
     if (ctl.socket == NULL || *ctl.socket == '\0') {
         ctl.socket = OVHACTL_DEFAULT_SOCKET;
     }
     /* Options may come before or after the command (GNU permutation). */
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "s:t:hm:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:t:hm:r:cg:", opts, NULL)) != -1) {
         switch (opt) {
         case 's':
             ctl.socket = optarg;
@@ -609,6 +1387,15 @@ int main(int argc, char **argv)
         case 'm':
             ctl.message = optarg;
             break;
+        case 'r':
+            ctl.role = optarg;
+            break;
+        case 'c':
+            ctl.cluster = true;
+            break;
+        case 'g':
+            ctl.gateway = optarg;
+            break;
         default:
             ovhactl_err(
                 "unknown or incomplete option '%s' (see 'ovhactl "
@@ -625,22 +1412,35 @@ int main(int argc, char **argv)
         ovhactl_usage(stderr);
         return OVHACTL_USAGE;
     }
-    cmd = ovhactl_find(argv[optind]);
+    cmd = ovhactl_find(argc - optind, argv + optind, &words);
     if (cmd == NULL) {
-        char esc[256];
-        ovhactl_err("unknown command %s (see 'ovhactl --help')",
-                    ovhactl_escape(argv[optind], true, esc, sizeof(esc)));
+        char esc[256], esc2[256];
+        if (ovhactl_is_group(argv[optind])) {
+            ovhactl_err(
+                "unknown or missing subcommand %s %s (see 'ovhactl --help')",
+                ovhactl_escape(argv[optind], true, esc, sizeof(esc)),
+                optind + 1 < argc
+                    ? ovhactl_escape(argv[optind + 1], true, esc2, sizeof(esc2))
+                    : "");
+        } else {
+            ovhactl_err("unknown command %s (see 'ovhactl --help')",
+                        ovhactl_escape(argv[optind], true, esc, sizeof(esc)));
+        }
         return OVHACTL_USAGE;
     }
     if (help) {
         ovhactl_cmd_usage(cmd);
         return OVHACTL_OK;
     }
+    rv = ovhactl_check_opts(&ctl, cmd);
+    if (rv != 0) {
+        return rv;
+    }
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         ovhactl_err("cannot initialise libcurl");
         return OVHACTL_UNREACHABLE;
     }
-    rv = cmd->run(&ctl, argc - optind - 1, argv + optind + 1);
+    rv = cmd->run(&ctl, argc - optind - words, argv + optind + words);
     curl_global_cleanup();
     fflush(stdout);
     return rv;

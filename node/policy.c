@@ -313,9 +313,9 @@ static void node_policy_netmask(const struct node_cfg *cfg,
     node_policy_ntop(m, d->netmask, sizeof(d->netmask));
 }
 
-void node_policy_decide(struct node_policy *p,
-                        const struct node_decision_req *req,
-                        struct node_decision *d)
+void node_policy_decide_rules(struct node_policy *p,
+                              const struct node_decision_req *req,
+                              struct node_decision *d)
 {
     const struct node_cfg_policy *pol = &p->cfg->policy;
     memset(d, 0, sizeof(*d));
@@ -347,8 +347,17 @@ void node_policy_decide(struct node_policy *p,
         return;
     }
     d->reason[0] = '\0';
-    node_policy_address(p, req->cn, d);
     node_policy_netmask(p->cfg, d);
+}
+
+void node_policy_decide(struct node_policy *p,
+                        const struct node_decision_req *req,
+                        struct node_decision *d)
+{
+    node_policy_decide_rules(p, req, d);
+    if (d->allow) {
+        node_policy_address(p, req->cn, d);
+    }
 }
 
 static int node_policy_decide_op(void *impl,
@@ -377,9 +386,13 @@ static void node_policy_cancel_op(void *impl, void *handle)
     (void)handle; /* decisions are synchronous: nothing in flight */
 }
 
-static void node_policy_closed_op(void *impl, const char *cn, const char *ip)
+static void node_policy_closed_op(void *impl,
+                                  const char *cn,
+                                  const char *ip,
+                                  uint64_t session_id)
 {
     (void)ip;
+    (void)session_id;
     struct node_policy_lease *l = node_policy_find(impl, cn);
     if (l != NULL && l->live > 0) {
         l->live--;

@@ -365,6 +365,9 @@ static void rft_change_done(struct rft *r, int status)
     rft_change_cb cb = r->change_cb;
     void *data = r->change_data;
     r->change_cb = NULL;
+    if (cb == NULL) {
+        return; /* rft_close already answered it with OVHA_ECLOSED */
+    }
     if (status != 0 && r->errmsg[0] == '\0') {
         rft_set_err(r, "%s", ovha_strerror(status));
     }

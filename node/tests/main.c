@@ -23,5 +23,6 @@ int main(void)
     failed += node_test_policy();
     failed += node_test_clients();
     failed += node_test_supervisor();
+    failed += node_test_api_cluster();
     return failed;
 }

@@ -380,6 +380,271 @@ static const struct node_test_bad node_test_bads[] = {
       "openvpn.restart_backoff_max_ms (8000)" },
 };
 
+/* ---- the cluster section ---------------------------------------------- */
+
+#define NODE_TEST_CL                     \
+    NODE_TEST_BASE                       \
+    "cluster:\n"                         \
+    "  raft_id: 3\n"                     \
+    "  address: 198.18.0.3:7000\n"       \
+    "  data_dir: /var/lib/ovha/raft\n"   \
+    "  ca: /etc/ovha/pki/ca.crt\n"       \
+    "  cert: /etc/ovha/pki/node-3.crt\n" \
+    "  key: /etc/ovha/pki/node-3.key\n"
+
+static void node_test_cluster_full(void **state)
+{
+    (void)state;
+    struct node_cfg *cfg = node_test_load_ok(NODE_TEST_CL
+                                             "  bootstrap: true\n"
+                                             "  election_timeout_ms: 2000\n"
+                                             "  heartbeat_timeout_ms: 250\n"
+                                             "  snapshot_threshold: 1024\n"
+                                             "  snapshot_trailing: 512\n"
+                                             "  gateway_heartbeat_ms: 1500\n"
+                                             "  usage_interval_ms: 10000\n"
+                                             "  pool_name: \"eu-west:main.1\"\n"
+                                             "  lease_ttl_ms: 3600000\n"
+                                             "  max_sessions: 3\n"
+                                             "  on_excess: refuse\n");
+    const struct node_cfg_cluster *cl = &cfg->cluster;
+    assert_true(cl->enabled);
+    assert_int_equal(cl->raft_id, 3);
+    assert_string_equal(cl->address, "198.18.0.3:7000");
+    assert_string_equal(cl->data_dir, "/var/lib/ovha/raft");
+    assert_string_equal(cl->ca, "/etc/ovha/pki/ca.crt");
+    assert_string_equal(cl->cert, "/etc/ovha/pki/node-3.crt");
+    assert_string_equal(cl->key, "/etc/ovha/pki/node-3.key");
+    assert_true(cl->bootstrap);
+    assert_int_equal(cl->election_timeout_ms, 2000);
+    assert_int_equal(cl->heartbeat_timeout_ms, 250);
+    assert_int_equal(cl->snapshot_threshold, 1024);
+    assert_int_equal(cl->snapshot_trailing, 512);
+    assert_int_equal(cl->gateway_heartbeat_ms, 1500);
+    assert_int_equal(cl->usage_interval_ms, 10000);
+    assert_string_equal(cl->pool_name, "eu-west:main.1");
+    assert_int_equal(cl->lease_ttl_ms, 3600000);
+    assert_int_equal(cl->max_sessions, 3);
+    assert_true(cl->refuse_excess);
+    node_cfg_free(cfg);
+}
+
+static void node_test_cluster_defaults(void **state)
+{
+    (void)state;
+    struct node_cfg *cfg = node_test_load_ok(NODE_TEST_CL);
+    const struct node_cfg_cluster *cl = &cfg->cluster;
+    assert_true(cl->enabled);
+    assert_false(cl->bootstrap);
+    assert_int_equal(cl->election_timeout_ms, 1000);
+    assert_int_equal(cl->heartbeat_timeout_ms, 100);
+    assert_int_equal(cl->snapshot_threshold, 8192);
+    assert_int_equal(cl->snapshot_trailing, 8192);
+    assert_int_equal(cl->gateway_heartbeat_ms, 1000);
+    assert_int_equal(cl->usage_interval_ms, 5000);
+    assert_string_equal(cl->pool_name, "main");
+    assert_int_equal(cl->lease_ttl_ms, 86400000);
+    assert_int_equal(cl->max_sessions, 1);
+    assert_false(cl->refuse_excess);
+    node_cfg_free(cfg);
+
+    /* The largest raft id is 2^63 - 1; bootstrap: false is accepted. */
+    cfg = node_test_load_ok(NODE_TEST_BASE
+                            "cluster: {raft_id: 9223372036854775807, "
+                            "address: 198.18.0.9:65534, data_dir: /d, "
+                            "ca: /a, cert: /c, key: /k, bootstrap: false}\n");
+    assert_true(cfg->cluster.raft_id == (uint64_t)INT64_MAX);
+    assert_string_equal(cfg->cluster.address, "198.18.0.9:65534");
+    assert_false(cfg->cluster.bootstrap);
+    node_cfg_free(cfg);
+
+    /* No section: standalone, and nothing of it is required. */
+    cfg = node_test_load_ok(node_test_minimal);
+    assert_false(cfg->cluster.enabled);
+    node_cfg_free(cfg);
+}
+
+static const struct node_test_bad node_test_cluster_bads[] = {
+    { NODE_TEST_BASE "cluster:\n",
+      "t.yaml:3:9: missing required key 'cluster.raft_id'" },
+    { NODE_TEST_BASE "cluster:\n  raft_id: 1\n",
+      "t.yaml:4:3: missing required key 'cluster.address'" },
+    { NODE_TEST_CL "  colour: red\n",
+      "t.yaml:10:3: unknown key 'colour' in section 'cluster'" },
+    { NODE_TEST_CL "  raft_id: 4\n",
+      "t.yaml:10:3: duplicate key 'raft_id' in section 'cluster' (first at "
+      "4:3)" },
+    { NODE_TEST_BASE "cluster: {raft_id: 0}\n",
+      "t.yaml:3:20: cluster.raft_id: 0 is out of range [1, "
+      "9223372036854775807]" },
+    { NODE_TEST_BASE "cluster: {raft_id: 9223372036854775808}\n",
+      "t.yaml:3:20: cluster.raft_id: 9223372036854775808 is out of range [1, "
+      "9223372036854775807]" },
+    { NODE_TEST_BASE "cluster: {address: 198.18.0.3}\n",
+      "t.yaml:3:20: cluster.address: '198.18.0.3' is not an IPv4 address "
+      "and port (a.b.c.d:port, port 1..65534)" },
+    { NODE_TEST_BASE "cluster: {address: \"198.18.0.3:65535\"}\n",
+      "t.yaml:3:20: cluster.address: '198.18.0.3:65535' is not an IPv4 "
+      "address and port (a.b.c.d:port, port 1..65534)" },
+    { NODE_TEST_BASE "cluster: {address: \"198.18.0.3:0\"}\n",
+      "t.yaml:3:20: cluster.address: '198.18.0.3:0' is not an IPv4 address "
+      "and port (a.b.c.d:port, port 1..65534)" },
+    { NODE_TEST_BASE "cluster: {address: \"198.18.0.3:07000\"}\n",
+      "t.yaml:3:20: cluster.address: '198.18.0.3:07000' is not an IPv4 "
+      "address and port (a.b.c.d:port, port 1..65534)" },
+    { NODE_TEST_BASE "cluster: {address: \"gw1.example:7000\"}\n",
+      "t.yaml:3:20: cluster.address: 'gw1.example:7000' is not an IPv4 "
+      "address and port (a.b.c.d:port, port 1..65534)" },
+    { NODE_TEST_BASE "cluster: {address: \"[fd00::1]:7000\"}\n",
+      "t.yaml:3:20: cluster.address: '[fd00::1]:7000' is not an IPv4 "
+      "address and port (a.b.c.d:port, port 1..65534)" },
+    { NODE_TEST_BASE "cluster: {address: \"\"}\n",
+      "t.yaml:3:20: cluster.address: '' is not an IPv4 address and port "
+      "(a.b.c.d:port, port 1..65534)" },
+    { NODE_TEST_CL "  bootstrap: yes\n",
+      "t.yaml:10:14: cluster.bootstrap: 'yes' is not one of false|true" },
+    { NODE_TEST_CL "  on_excess: drop\n",
+      "t.yaml:10:14: cluster.on_excess: 'drop' is not one of "
+      "evict_oldest|refuse" },
+    { NODE_TEST_CL "  election_timeout_ms: 49\n",
+      "t.yaml:10:24: cluster.election_timeout_ms: 49 is out of range [50, "
+      "60000]" },
+    { NODE_TEST_CL "  heartbeat_timeout_ms: 10001\n",
+      "t.yaml:10:25: cluster.heartbeat_timeout_ms: 10001 is out of range "
+      "[10, 10000]" },
+    { NODE_TEST_CL "  snapshot_threshold: 63\n",
+      "t.yaml:10:23: cluster.snapshot_threshold: 63 is out of range [64, "
+      "10000000]" },
+    { NODE_TEST_CL "  snapshot_trailing: 10000001\n",
+      "t.yaml:10:22: cluster.snapshot_trailing: 10000001 is out of range "
+      "[64, 10000000]" },
+    { NODE_TEST_CL "  gateway_heartbeat_ms: 99\n",
+      "t.yaml:10:25: cluster.gateway_heartbeat_ms: 99 is out of range [100, "
+      "60000]" },
+    { NODE_TEST_CL "  usage_interval_ms: 3600001\n",
+      "t.yaml:10:22: cluster.usage_interval_ms: 3600001 is out of range "
+      "[100, 3600000]" },
+    { NODE_TEST_CL "  lease_ttl_ms: 999\n",
+      "t.yaml:10:17: cluster.lease_ttl_ms: 999 is out of range [1000, "
+      "1099511627776]" },
+    { NODE_TEST_CL "  max_sessions: 65\n",
+      "t.yaml:10:17: cluster.max_sessions: 65 is out of range [1, 64]" },
+    { NODE_TEST_CL "  max_sessions: 0\n",
+      "t.yaml:10:17: cluster.max_sessions: 0 is out of range [1, 64]" },
+    { NODE_TEST_CL "  pool_name: \"a b\"\n",
+      "t.yaml:10:14: cluster.pool_name: 'a b' may only contain letters, "
+      "digits, '_', '.', ':' and '-'" },
+    { NODE_TEST_CL "  pool_name: \"\"\n",
+      "t.yaml:10:14: cluster.pool_name: must not be empty" },
+    { NODE_TEST_CL "  pool_name: "
+                   "pppppppppppppppppppppppppppppppppppppppppppppppppppppp"
+                   "pppppppppp\n",
+      "t.yaml:10:14: cluster.pool_name: longer than 63 bytes" },
+    { NODE_TEST_BASE "cluster:\n  raft_id: 3\n  address: 198.18.0.3:7000\n"
+                     "  data_dir:\n  ca: /a\n  cert: /c\n  key: /k\n",
+      "t.yaml:6:12: cluster.data_dir: must not be empty" },
+    { NODE_TEST_CL "  heartbeat_timeout_ms: 500\n",
+      "t.yaml:10:25: cluster.heartbeat_timeout_ms (500) must be below half "
+      "of cluster.election_timeout_ms (1000)" },
+    { NODE_TEST_CL "  election_timeout_ms: 200\n",
+      "t.yaml:10:24: cluster.heartbeat_timeout_ms (100) must be below half "
+      "of cluster.election_timeout_ms (200)" },
+    { NODE_TEST_BASE "cluster: [1]\n",
+      "t.yaml:3:10: section 'cluster' must be a mapping" },
+};
+
+static void node_test_cluster_errors(void **state)
+{
+    (void)state;
+    size_t n =
+        sizeof(node_test_cluster_bads) / sizeof(node_test_cluster_bads[0]);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct node_cfg *cfg = NULL;
+        char err[512];
+        int rv = node_cfg_load_string("t.yaml", node_test_cluster_bads[i].yaml,
+                                      &cfg, err, sizeof(err));
+        if (rv != OVHA_ECONFIG ||
+            strcmp(err, node_test_cluster_bads[i].err) != 0) {
+            print_error("case %zu: rv=%d\n  got:  %s\n  want: %s\n", i, rv, err,
+                        node_test_cluster_bads[i].err);
+            bad++;
+        }
+        assert_null(cfg);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* No cluster key reloads; adding or dropping the section is named as
+ * "cluster". */
+static void node_test_cluster_reload(void **state)
+{
+    (void)state;
+    static const char full[] = NODE_TEST_CL
+        "  bootstrap: true\n"
+        "  max_sessions: 2\n"
+        "  on_excess: refuse\n";
+    struct {
+        const char *from, *to, *key;
+    } changes[] = {
+        { "raft_id: 3", "raft_id: 4", "cluster.raft_id" },
+        { "198.18.0.3:7000", "198.18.0.3:7002", "cluster.address" },
+        { "/var/lib/ovha/raft", "/var/lib/ovha/r2", "cluster.data_dir" },
+        { "node-3.crt", "node-4.crt", "cluster.cert" },
+        { "bootstrap: true", "bootstrap: false", "cluster.bootstrap" },
+        { "max_sessions: 2", "max_sessions: 1", "cluster.max_sessions" },
+        { "on_excess: refuse", "on_excess: evict_oldest", "cluster.on_excess" },
+        { "  on_excess: refuse\n", "  on_excess: refuse\n  pool_name: p2\n",
+          "cluster.pool_name" },
+        { "  on_excess: refuse\n",
+          "  on_excess: refuse\n  election_timeout_ms: 1200\n",
+          "cluster.election_timeout_ms" },
+        { "  on_excess: refuse\n",
+          "  on_excess: refuse\npolicy: {default: allow}\n", NULL },
+    };
+    struct node_cfg *cur = node_test_load_ok(full), *next;
+    struct ovha_buf b;
+    char err[512], want[256];
+
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        const char *at = strstr(full, changes[i].from);
+        assert_non_null(at);
+        ovha_buf_init(&b);
+        ovha_buf_append(&b, full, (size_t)(at - full));
+        ovha_buf_appends(&b, changes[i].to);
+        ovha_buf_appends(&b, at + strlen(changes[i].from));
+        next = node_test_load_ok(b.data);
+        int rv = node_cfg_check_reload(cur, next, err, sizeof(err));
+        if (changes[i].key == NULL) {
+            assert_int_equal(rv, 0);
+        } else {
+            snprintf(want, sizeof(want),
+                     "t.yaml: %s cannot change on reload (only log.* and "
+                     "policy.* can; restart ovhad)",
+                     changes[i].key);
+            assert_int_equal(rv, OVHA_ECONFIG);
+            assert_string_equal(err, want);
+        }
+        node_cfg_free(next);
+        ovha_buf_free(&b);
+    }
+
+    /* Dropping the section, and adding it. */
+    next = node_test_load_ok(NODE_TEST_BASE);
+    assert_int_equal(node_cfg_check_reload(cur, next, err, sizeof(err)),
+                     OVHA_ECONFIG);
+    assert_string_equal(err,
+                        "t.yaml: cluster cannot change on reload (only log.* "
+                        "and policy.* can; restart ovhad)");
+    assert_int_equal(node_cfg_check_reload(next, cur, err, sizeof(err)),
+                     OVHA_ECONFIG);
+    assert_string_equal(err,
+                        "t.yaml: cluster cannot change on reload (only log.* "
+                        "and policy.* can; restart ovhad)");
+    node_cfg_free(next);
+    node_cfg_free(cur);
+}
+
 static void node_test_errors(void **state)
 {
     (void)state;
@@ -591,6 +856,10 @@ int node_test_config(void)
         cmocka_unit_test(node_test_reload),
         cmocka_unit_test(node_test_parse_net),
         cmocka_unit_test(node_test_oom),
+        cmocka_unit_test(node_test_cluster_full),
+        cmocka_unit_test(node_test_cluster_defaults),
+        cmocka_unit_test(node_test_cluster_errors),
+        cmocka_unit_test(node_test_cluster_reload),
     };
     return cmocka_run_group_tests_name("node_config", tests, NULL, NULL);
 }

@@ -158,7 +158,7 @@ static void test_policy_live_leases_are_never_shared(void **state)
     assert_false(c.allow);
     assert_string_equal(c.reason, "address pool exhausted");
     /* bob leaves: his address may go to the newcomer. */
-    dec.ops->session_closed(dec.impl, "bob", a.ip);
+    dec.ops->session_closed(dec.impl, "bob", a.ip, 0);
     dec.ops->decide(dec.impl, &req, node_test_policy_cb, &c, &h);
     assert_true(c.allow);
     assert_string_equal(c.ip, a.ip);

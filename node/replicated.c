@@ -1,0 +1,595 @@
+/* node/replicated: decisions through the replicated state (clustered mode).
+ *
+ * Happy path of a CONNECT: the local policy says allow (and which routes,
+ * iroutes and pushes) -> SessionOpen is proposed through raft (forwarded
+ * to the leader from a follower) -> the committed result carries the
+ * session id and the address the FSM leased (sticky per CN, cluster-wide)
+ * -> the connection path sends client-auth. A client with a static IP in
+ * the policy keeps it; its session is still replicated (pool4 empty).
+ *
+ * Around it, timers propose what the cluster must know about this gateway:
+ * GatewayHeartbeat every gateway_heartbeat_ms, one UsageCharge batch of
+ * byte deltas every usage_interval_ms (sequence numbers taken from the
+ * real clock, so a restarted node never reuses one), PoolPut of the
+ * configured pool at start (every node proposes the same bytes under the
+ * same req_id, so it applies once). ESTABLISHED and DISCONNECT become
+ * SessionEstablished and SessionClose.
+ *
+ * Reconciliation (every second): a local client whose replicated session
+ * no longer exists (evicted or taken over by a newer session of its CN on
+ * another gateway) is killed; a replicated session of this gateway that no
+ * local client holds (left over from before a restart) is closed.
+ *
+ * Failure modes: no leader / lost leadership / deadline -> the CONNECT is
+ * denied with "cluster unavailable" (the client retries); a refusal from
+ * the FSM (pool exhausted, session limit, gateway not active) -> deny with
+ * the FSM's reason; a decision that commits after the connection path gave
+ * up on it -> its session is closed again so no lease leaks.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "fsm/fsm.h"
+#include "node/clients.h"
+#include "node/decide.h"
+#include "proto/proto.h"
+#include "raft/raft.h"
+
+#define NODE_REPL_RECONCILE_MS 1000
+#define NODE_REPL_STALE_MS                     \
+    10000 /* a session older than this must be \
+             held by a local client */
+
+struct node_repl_usage {
+    uint64_t session_id;
+    char cn[256];
+    uint64_t last_in, last_out; /* cumulative counters already charged */
+    uint64_t cur_in, cur_out;   /* newest cumulative counters */
+};
+
+struct node_repl {
+    uv_loop_t *loop;
+    const struct node_cfg *cfg;
+    struct rft *rft;
+    struct fsm *fsm;
+    struct node_policy *policy;
+    struct node_clients *clients;
+    uint64_t req_base; /* random per process: req_ids never collide */
+    uint64_t req_seq;
+    uint64_t usage_seq;
+    uv_timer_t heartbeat, usage, reconcile;
+    struct node_repl_usage *usage_rows;
+    size_t nusage, capusage;
+    unsigned live_calls; /* proposals whose callback is still due */
+    bool closing;
+    void (*close_cb)(void *data);
+    void *close_data;
+    int pending_closes;
+};
+
+/* One CONNECT being decided. */
+struct node_repl_call {
+    struct node_repl *r;
+    node_decide_cb cb;
+    void *data;
+    bool cancelled;
+    struct node_decision d; /* the policy's answer, completed on commit */
+};
+
+/* ---- commands ------------------------------------------------------------ */
+
+static uint64_t node_repl_req_id(struct node_repl *r)
+{
+    return r->req_base + ++r->req_seq;
+}
+
+static void node_repl_cmd_init(struct node_repl *r,
+                               struct proto_cmd *c,
+                               enum proto_cmd_kind kind)
+{
+    memset(c, 0, sizeof(*c));
+    c->version = PROTO_VERSION;
+    c->req_id = node_repl_req_id(r);
+    ovha_strlcpy(c->gateway, r->cfg->id, sizeof(c->gateway));
+    c->ts_ms = ovha_now_real_ms();
+    c->kind = kind;
+}
+
+static void node_repl_done_cb(void *data,
+                              int status,
+                              const struct proto_result *res)
+{
+    struct node_repl *r = data;
+    r->live_calls--;
+    if (status != 0) {
+        LOG_DEBUG("repl", "background proposal: %s", ovha_strerror(status));
+    } else if (res->status != PROTO_STATUS_OK && !res->replayed) {
+        LOG_DEBUG("repl", "background proposal refused: %s %s",
+                  proto_reason_name(res->reason), res->detail);
+    }
+}
+
+/* Encodes and proposes c with the given callback. Clears c. */
+static int node_repl_propose(struct node_repl *r,
+                             struct proto_cmd *c,
+                             rft_propose_cb cb,
+                             void *data,
+                             uint64_t timeout_ms)
+{
+    uint8_t *buf;
+    size_t len;
+    int rv = proto_cmd_encode(c, &buf, &len);
+    proto_cmd_clear(c);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = rft_propose(r->rft, buf, len, timeout_ms, cb, data);
+    ovha_free(buf);
+    if (rv == 0) {
+        r->live_calls++;
+    }
+    return rv;
+}
+
+/* Fire and forget: the outcome is only logged. */
+static void node_repl_background(struct node_repl *r, struct proto_cmd *c)
+{
+    int rv = node_repl_propose(r, c, node_repl_done_cb, r, 0);
+    if (rv != 0) {
+        LOG_WARN("repl", "cannot propose %s: %s", proto_cmd_kind_name(c->kind),
+                 ovha_strerror(rv));
+    }
+}
+
+static void node_repl_close_session(struct node_repl *r,
+                                    uint64_t session_id,
+                                    const char *reason)
+{
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_SESSION_CLOSE);
+    c.u.session_close.session_id = session_id;
+    ovha_strlcpy(c.u.session_close.reason, reason,
+                 sizeof(c.u.session_close.reason));
+    node_repl_background(r, &c);
+}
+
+/* "YYYY-MM" in UTC: the usage and quota period. */
+static void node_repl_period(char *out, size_t len)
+{
+    time_t t = (time_t)(ovha_now_real_ms() / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, len, "%Y-%m", &tm);
+}
+
+/* ---- deciding ------------------------------------------------------------ */
+
+static void node_repl_decided_cb(void *data,
+                                 int status,
+                                 const struct proto_result *res)
+{
+    struct node_repl_call *call = data;
+    struct node_repl *r = call->r;
+    struct node_decision *d = &call->d;
+    r->live_calls--;
+    bool ok = status == 0 && res->status == PROTO_STATUS_OK;
+    if (call->cancelled) {
+        /* The connection path already denied this client. */
+        if (ok) {
+            node_repl_close_session(r, res->session_id, "decision too late");
+        }
+        ovha_free(call);
+        return;
+    }
+    if (status != 0) {
+        d->allow = false;
+        snprintf(d->reason, sizeof(d->reason), "cluster unavailable: %s",
+                 ovha_strerror(status));
+        ovha_strlcpy(d->client_reason, "Service temporarily unavailable",
+                     sizeof(d->client_reason));
+    } else if (!ok) {
+        d->allow = false;
+        /* The detail may be cut to fit: the reason name comes first. */
+        size_t n = ovha_strlcpy(d->reason, proto_reason_name(res->reason),
+                                sizeof(d->reason));
+        if (res->detail[0] != '\0' && n + 2 < sizeof(d->reason)) {
+            ovha_strlcpy(d->reason + n, ": ", sizeof(d->reason) - n);
+            ovha_strlcpy(d->reason + n + 2, res->detail,
+                         sizeof(d->reason) - n - 2);
+        }
+        ovha_strlcpy(d->client_reason, "Access denied",
+                     sizeof(d->client_reason));
+    } else {
+        d->session_id = res->session_id;
+        if (d->ip[0] == '\0') {
+            ovha_strlcpy(d->ip, res->ip4, sizeof(d->ip));
+        }
+        if (res->takeover) {
+            LOG_INFO("repl",
+                     "session %llu took over session %llu of "
+                     "gateway %s",
+                     (unsigned long long)res->session_id,
+                     (unsigned long long)res->old_session_id, res->old_gateway);
+        }
+    }
+    call->cb(d, call->data);
+    ovha_free(call);
+}
+
+static int node_repl_decide_op(void *impl,
+                               const struct node_decision_req *req,
+                               node_decide_cb cb,
+                               void *data,
+                               void **ret_handle)
+{
+    struct node_repl *r = impl;
+    struct node_repl_call *call = ovha_calloc(1, sizeof(*call));
+    if (call == NULL) {
+        return -ENOMEM;
+    }
+    call->r = r;
+    call->cb = cb;
+    call->data = data;
+    /* Allow/deny, routes and static IPs stay local policy; only a pool
+     * address comes from the replicated lease table. */
+    node_policy_decide_rules(r->policy, req, &call->d);
+    if (!call->d.allow || req->reauth) {
+        *ret_handle = NULL;
+        cb(&call->d, data);
+        ovha_free(call);
+        return 0;
+    }
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_SESSION_OPEN);
+    struct proto_session_open *o = &c.u.session_open;
+    ovha_strlcpy(o->cn, req->cn, sizeof(o->cn));
+    o->cid = req->cid;
+    ovha_strlcpy(o->real_addr, req->real_ip, sizeof(o->real_addr));
+    if (call->d.ip[0] == '\0') {
+        ovha_strlcpy(o->pool4, r->cfg->cluster.pool_name, sizeof(o->pool4));
+    }
+    o->max_sessions = r->cfg->cluster.max_sessions;
+    o->on_excess = r->cfg->cluster.refuse_excess ? PROTO_EXCESS_REFUSE
+                                                 : PROTO_EXCESS_EVICT_OLDEST;
+    node_repl_period(o->period, sizeof(o->period));
+    /* Leave the connection path's deadline the last word. */
+    uint64_t timeout = r->cfg->decision_deadline_ms;
+    int rv = node_repl_propose(r, &c, node_repl_decided_cb, call, timeout);
+    if (rv != 0) {
+        ovha_free(call);
+        return rv;
+    }
+    *ret_handle = call;
+    return 0;
+}
+
+static void node_repl_cancel_op(void *impl, void *handle)
+{
+    (void)impl;
+    if (handle != NULL) {
+        ((struct node_repl_call *)handle)->cancelled = true;
+    }
+}
+
+/* ---- session events ------------------------------------------------------ */
+
+static struct node_repl_usage *node_repl_usage_find(struct node_repl *r,
+                                                    uint64_t session_id)
+{
+    for (size_t i = 0; i < r->nusage; i++) {
+        if (r->usage_rows[i].session_id == session_id) {
+            return &r->usage_rows[i];
+        }
+    }
+    return NULL;
+}
+
+static void node_repl_closed_op(void *impl,
+                                const char *cn,
+                                const char *ip,
+                                uint64_t session_id)
+{
+    struct node_repl *r = impl;
+    (void)cn;
+    (void)ip;
+    if (session_id == 0) {
+        return;
+    }
+    /* Keep its last byte delta: the next batch charges it, then drops it. */
+    node_repl_close_session(r, session_id, "disconnect");
+}
+
+static void node_repl_established_op(void *impl, uint64_t session_id)
+{
+    struct node_repl *r = impl;
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_SESSION_ESTABLISHED);
+    c.u.session_established.session_id = session_id;
+    node_repl_background(r, &c);
+}
+
+static void node_repl_bytes_op(void *impl,
+                               uint64_t session_id,
+                               const char *cn,
+                               uint64_t bytes_in,
+                               uint64_t bytes_out)
+{
+    struct node_repl *r = impl;
+    struct node_repl_usage *u = node_repl_usage_find(r, session_id);
+    if (u == NULL) {
+        if (r->nusage == r->capusage) {
+            size_t cap = r->capusage ? 2 * r->capusage : 64;
+            void *n = ovha_realloc(r->usage_rows, cap * sizeof(*u));
+            if (n == NULL) {
+                return;
+            }
+            r->usage_rows = n;
+            r->capusage = cap;
+        }
+        u = &r->usage_rows[r->nusage++];
+        memset(u, 0, sizeof(*u));
+        u->session_id = session_id;
+        ovha_strlcpy(u->cn, cn, sizeof(u->cn));
+    }
+    u->cur_in = bytes_in;
+    u->cur_out = bytes_out;
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static void node_repl_heartbeat_cb(uv_timer_t *t)
+{
+    struct node_repl *r = t->data;
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_GATEWAY_HEARTBEAT);
+    ovha_strlcpy(c.u.gateway_heartbeat.addr, r->cfg->cluster.address,
+                 sizeof(c.u.gateway_heartbeat.addr));
+    char *colon = strrchr(c.u.gateway_heartbeat.addr, ':');
+    if (colon != NULL) {
+        *colon = '\0'; /* the underlay address, without the raft port */
+    }
+    node_repl_background(r, &c);
+}
+
+/* Sends one UsageCharge with every session's delta since the last batch.
+ * A delta is counted as charged once proposed: a batch whose outcome is
+ * unknown may be lost, never doubled (the FSM drops a repeated seq). */
+static void node_repl_usage_cb(uv_timer_t *t)
+{
+    struct node_repl *r = t->data;
+    size_t n = 0;
+    struct proto_usage_entry *e = ovha_calloc(r->nusage + 1, sizeof(*e));
+    if (e == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < r->nusage && n < PROTO_USAGE_MAX; i++) {
+        struct node_repl_usage *u = &r->usage_rows[i];
+        if (u->cur_in == u->last_in && u->cur_out == u->last_out) {
+            continue;
+        }
+        e[n].session_id = u->session_id;
+        ovha_strlcpy(e[n].cn, u->cn, sizeof(e[n].cn));
+        e[n].bytes_in = u->cur_in - u->last_in;
+        e[n].bytes_out = u->cur_out - u->last_out;
+        u->last_in = u->cur_in;
+        u->last_out = u->cur_out;
+        n++;
+    }
+    if (n == 0) {
+        ovha_free(e);
+        return;
+    }
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_USAGE_CHARGE);
+    uint64_t now = ovha_now_real_ms();
+    r->usage_seq = now > r->usage_seq ? now : r->usage_seq + 1;
+    c.u.usage_charge.seq = r->usage_seq;
+    node_repl_period(c.u.usage_charge.period, sizeof(c.u.usage_charge.period));
+    c.u.usage_charge.entries = e; /* proto_cmd_clear frees it */
+    c.u.usage_charge.nentries = n;
+    node_repl_background(r, &c);
+}
+
+struct node_repl_walk {
+    struct node_repl *r;
+    uint64_t now;
+    uint64_t stale[64];
+    size_t nstale;
+};
+
+/* FSM sessions of this gateway that no local client holds. */
+static int node_repl_stale_cb(const struct fsm_session_info *s, void *data)
+{
+    struct node_repl_walk *w = data;
+    const struct node_session *local;
+    size_t n = node_clients_sessions(w->r->clients, &local);
+    for (size_t i = 0; i < n; i++) {
+        if (local[i].session_id == s->id) {
+            return 0;
+        }
+    }
+    if (s->state != FSM_SESSION_ORPHANED &&
+        s->started + NODE_REPL_STALE_MS < w->now &&
+        w->nstale < sizeof(w->stale) / sizeof(w->stale[0])) {
+        w->stale[w->nstale++] = s->id;
+    }
+    return 0;
+}
+
+static void node_repl_reconcile_cb(uv_timer_t *t)
+{
+    struct node_repl *r = t->data;
+    struct rft_status st;
+    if (r->clients == NULL) {
+        return;
+    }
+    rft_get_status(r->rft, &st);
+    if (st.leader_id == 0 || st.last_applied < st.commit_index) {
+        return; /* our view may be behind: decide nothing from it */
+    }
+    /* Local clients whose session is gone from the replicated state. */
+    const struct node_session *local;
+    size_t n = node_clients_sessions(r->clients, &local);
+    uint64_t gone[64];
+    size_t ngone = 0;
+    for (size_t i = 0; i < n && ngone < 64; i++) {
+        struct fsm_session_info info;
+        if (local[i].session_id != 0 &&
+            fsm_query_session(r->fsm, local[i].session_id, &info) == -ENOENT) {
+            gone[ngone++] = local[i].session_id;
+        }
+    }
+    for (size_t i = 0; i < ngone; i++) {
+        LOG_INFO("repl",
+                 "session %llu ended elsewhere (taken over or "
+                 "evicted): killing the local client",
+                 (unsigned long long)gone[i]);
+        node_clients_kill_session(r->clients, gone[i], NULL);
+    }
+    struct node_repl_walk w = { .r = r, .now = ovha_now_real_ms() };
+    fsm_query_sessions(r->fsm, r->cfg->id, node_repl_stale_cb, &w);
+    for (size_t i = 0; i < w.nstale; i++) {
+        node_repl_close_session(r, w.stale[i], "no local client");
+    }
+    /* Usage rows of sessions that are gone locally and already charged. */
+    size_t keep = 0;
+    for (size_t i = 0; i < r->nusage; i++) {
+        struct node_repl_usage *u = &r->usage_rows[i];
+        bool live = false;
+        for (size_t j = 0; j < n && !live; j++) {
+            live = local[j].session_id == u->session_id;
+        }
+        if (live || u->cur_in != u->last_in || u->cur_out != u->last_out) {
+            r->usage_rows[keep++] = *u;
+        }
+    }
+    r->nusage = keep;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static uint64_t node_repl_random64(void)
+{
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &v, sizeof(v)) != (ssize_t)sizeof(v)) {
+            v = 0;
+        }
+        close(fd);
+    }
+    if (v == 0) {
+        v = ovha_now_real_ms() ^ ((uint64_t)getpid() << 40);
+    }
+    return v & ~(uint64_t)0xffffffff; /* low half counts up */
+}
+
+/* The pool is proposed by every node with one req_id derived from its
+ * definition, so it is applied once however many nodes start. */
+static void node_repl_put_pool(struct node_repl *r)
+{
+    const struct node_cfg_net *pool = &r->cfg->policy.pool;
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_POOL_PUT);
+    struct proto_pool_put *p = &c.u.pool_put;
+    ovha_strlcpy(p->name, r->cfg->cluster.pool_name, sizeof(p->name));
+    snprintf(p->cidr, sizeof(p->cidr), "%s/%u", pool->addr, pool->prefix);
+    p->lease_ttl_ms = r->cfg->cluster.lease_ttl_ms;
+    uint8_t h[OVHA_SHA256_LEN];
+    char key[256];
+    snprintf(key, sizeof(key), "pool|%s|%s|%llu", p->name, p->cidr,
+             (unsigned long long)p->lease_ttl_ms);
+    ovha_sha256(key, strlen(key), h);
+    memcpy(&c.req_id, h, sizeof(c.req_id));
+    node_repl_background(r, &c);
+}
+
+int node_repl_new(uv_loop_t *loop,
+                  const struct node_cfg *cfg,
+                  struct rft *rft,
+                  struct fsm *fsm,
+                  struct node_policy *policy,
+                  struct node_repl **ret)
+{
+    struct node_repl *r = ovha_calloc(1, sizeof(*r));
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    r->loop = loop;
+    r->cfg = cfg;
+    r->rft = rft;
+    r->fsm = fsm;
+    r->policy = policy;
+    r->req_base = node_repl_random64();
+    uv_timer_t *timers[] = { &r->heartbeat, &r->usage, &r->reconcile };
+    for (int i = 0; i < 3; i++) {
+        uv_timer_init(loop, timers[i]);
+        timers[i]->data = r;
+    }
+    *ret = r;
+    return 0;
+}
+
+void node_repl_start(struct node_repl *r, struct node_clients *clients)
+{
+    const struct node_cfg_cluster *cc = &r->cfg->cluster;
+    r->clients = clients;
+    node_repl_put_pool(r);
+    node_repl_heartbeat_cb(&r->heartbeat);
+    uv_timer_start(&r->heartbeat, node_repl_heartbeat_cb,
+                   cc->gateway_heartbeat_ms, cc->gateway_heartbeat_ms);
+    uv_timer_start(&r->usage, node_repl_usage_cb, cc->usage_interval_ms,
+                   cc->usage_interval_ms);
+    uv_timer_start(&r->reconcile, node_repl_reconcile_cb,
+                   NODE_REPL_RECONCILE_MS, NODE_REPL_RECONCILE_MS);
+}
+
+void node_repl_set_cfg(struct node_repl *r, const struct node_cfg *cfg)
+{
+    r->cfg = cfg; /* policy only: the cluster section never reloads */
+}
+
+static const struct node_decider_ops node_repl_ops = {
+    .decide = node_repl_decide_op,
+    .cancel = node_repl_cancel_op,
+    .session_closed = node_repl_closed_op,
+    .session_established = node_repl_established_op,
+    .session_bytes = node_repl_bytes_op,
+};
+
+void node_repl_decider(struct node_repl *r, struct node_decider *ret)
+{
+    ret->ops = &node_repl_ops;
+    ret->impl = r;
+}
+
+static void node_repl_timer_closed_cb(uv_handle_t *h)
+{
+    struct node_repl *r = h->data;
+    if (--r->pending_closes > 0) {
+        return;
+    }
+    void (*cb)(void *) = r->close_cb;
+    void *data = r->close_data;
+    ovha_free(r->usage_rows);
+    ovha_free(r);
+    cb(data);
+}
+
+/* Call after the runtime closed: every proposal callback has fired. */
+void node_repl_close(struct node_repl *r, void (*cb)(void *data), void *data)
+{
+    r->closing = true;
+    r->close_cb = cb;
+    r->close_data = data;
+    r->pending_closes = 3;
+    uv_close((uv_handle_t *)&r->heartbeat, node_repl_timer_closed_cb);
+    uv_close((uv_handle_t *)&r->usage, node_repl_timer_closed_cb);
+    uv_close((uv_handle_t *)&r->reconcile, node_repl_timer_closed_cb);
+}
