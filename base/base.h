@@ -45,7 +45,9 @@ void ovha_log_set_json(bool json);
 /* Parses "err", "warn", "info" or "debug". Returns 0 or -EINVAL. */
 int ovha_log_level_parse(const char *name, enum ovha_log_level *ret_level);
 
-void ovha_log(enum ovha_log_level level, const char *module, const char *fmt,
+void ovha_log(enum ovha_log_level level,
+              const char *module,
+              const char *fmt,
               ...) __attribute__((format(printf, 3, 4)));
 void ovha_logv(enum ovha_log_level level,
                const char *module,

@@ -25,8 +25,9 @@ uint64_t ovha_now_mono_ms(void)
 
 uint64_t ovha_now_real_ms(void)
 {
-    uint64_t t = ovha_clock_real_fn != NULL ? ovha_clock_real_fn(ovha_clock_data)
-                                            : ovha_clock_read(CLOCK_REALTIME);
+    uint64_t t = ovha_clock_real_fn != NULL
+                     ? ovha_clock_real_fn(ovha_clock_data)
+                     : ovha_clock_read(CLOCK_REALTIME);
     return (uint64_t)((int64_t)t + ovha_clock_skew);
 }
 

@@ -126,7 +126,9 @@ void ovha_logv(enum ovha_log_level level,
     errno = saved;
 }
 
-void ovha_log(enum ovha_log_level level, const char *module, const char *fmt,
+void ovha_log(enum ovha_log_level level,
+              const char *module,
+              const char *fmt,
               ...)
 {
     va_list ap;

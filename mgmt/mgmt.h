@@ -178,9 +178,9 @@ struct mgmt_net {
 
 /* What a client gets. Any part may be empty. */
 struct mgmt_client_config {
-    char ifconfig_local[46];   /* "" = openvpn's own pool */
-    char ifconfig_netmask[46]; /* with topology subnet: the pool's mask */
-    char ifconfig6[64];        /* "addr/bits", "" = none */
+    char ifconfig_local[46];       /* "" = openvpn's own pool */
+    char ifconfig_netmask[46];     /* with topology subnet: the pool's mask */
+    char ifconfig6[64];            /* "addr/bits", "" = none */
     const struct mgmt_net *routes; /* push "route ..." / "route-ipv6" */
     size_t nroutes;
     const struct mgmt_net *iroutes; /* iroute / iroute-ipv6 */
@@ -259,9 +259,7 @@ typedef void (*mgmt_conn_event_cb)(struct mgmt_conn *m,
                                    void *data);
 /* Connected and set up (true: settings re-applied, recovery done), or lost
  * (false). Commands queued while down wait for the next connect. */
-typedef void (*mgmt_conn_state_cb)(struct mgmt_conn *m,
-                                   bool up,
-                                   void *data);
+typedef void (*mgmt_conn_state_cb)(struct mgmt_conn *m, bool up, void *data);
 typedef void (*mgmt_conn_close_cb)(void *data);
 
 /* Creates a connection object; nothing happens until mgmt_conn_start.

@@ -39,8 +39,7 @@ static void test_parse_u64_bounds(void **state)
     assert_int_equal(ovha_parse_u64("", 100, &v), -EINVAL);
     assert_int_equal(ovha_parse_u64("4x", 100, &v), -EINVAL);
     assert_int_equal(ovha_parse_u64("-1", 100, &v), -EINVAL);
-    assert_int_equal(ovha_parse_u64("18446744073709551615", UINT64_MAX, &v),
-                     0);
+    assert_int_equal(ovha_parse_u64("18446744073709551615", UINT64_MAX, &v), 0);
     assert_int_equal(ovha_parse_u64("18446744073709551616", UINT64_MAX, &v),
                      -ERANGE);
 }
