@@ -416,6 +416,7 @@ static void rft_fwd_tcp_connect_cb(uv_connect_t *req, int status)
         rft_fwd_maybe_closed(f);
         return;
     }
+    uv_tcp_nodelay((uv_tcp_t *)req->handle, 1); /* small RPC frames */
     rft_fwd_connected(f, d->leader_id, req->handle, true);
     ovha_free(d);
 }
@@ -561,6 +562,7 @@ static void rft_fwd_tcp_connection_cb(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)t, (uv_close_cb)ovha_free);
         return;
     }
+    uv_tcp_nodelay(t, 1);
     rft_fwd_accepted(f, (uv_stream_t *)t, true);
 }
 

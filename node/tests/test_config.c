@@ -436,7 +436,7 @@ static void node_test_cluster_defaults(void **state)
     const struct node_cfg_cluster *cl = &cfg->cluster;
     assert_true(cl->enabled);
     assert_false(cl->bootstrap);
-    assert_int_equal(cl->election_timeout_ms, 1000);
+    assert_int_equal(cl->election_timeout_ms, 300);
     assert_int_equal(cl->heartbeat_timeout_ms, 100);
     assert_int_equal(cl->snapshot_threshold, 8192);
     assert_int_equal(cl->snapshot_trailing, 8192);
