@@ -437,7 +437,7 @@ static void node_test_cluster_defaults(void **state)
     assert_true(cl->enabled);
     assert_false(cl->bootstrap);
     assert_int_equal(cl->election_timeout_ms, 300);
-    assert_int_equal(cl->heartbeat_timeout_ms, 100);
+    assert_int_equal(cl->heartbeat_timeout_ms, 30);
     assert_int_equal(cl->snapshot_threshold, 8192);
     assert_int_equal(cl->snapshot_trailing, 8192);
     assert_int_equal(cl->gateway_heartbeat_ms, 1000);
@@ -545,10 +545,10 @@ static const struct node_test_bad node_test_cluster_bads[] = {
       "t.yaml:6:12: cluster.data_dir: must not be empty" },
     { NODE_TEST_CL "  heartbeat_timeout_ms: 500\n",
       "t.yaml:10:25: cluster.heartbeat_timeout_ms (500) must be below half "
-      "of cluster.election_timeout_ms (1000)" },
-    { NODE_TEST_CL "  election_timeout_ms: 200\n",
-      "t.yaml:10:24: cluster.heartbeat_timeout_ms (100) must be below half "
-      "of cluster.election_timeout_ms (200)" },
+      "of cluster.election_timeout_ms (300)" },
+    { NODE_TEST_CL "  election_timeout_ms: 50\n",
+      "t.yaml:10:24: cluster.heartbeat_timeout_ms (30) must be below half "
+      "of cluster.election_timeout_ms (50)" },
     { NODE_TEST_BASE "cluster: [1]\n",
       "t.yaml:3:10: section 'cluster' must be a mapping" },
 };
