@@ -20,50 +20,110 @@
 
 struct rft_fsm_ctx {
     struct fsm *fsm;
-    struct proto_result last; /* result of the newest entry */
+    /* Results of the newest entry, one per command in it. */
+    struct proto_result *results;
+    size_t cap;
+    struct rft_entry_results out;
     struct rft_fsm_stats stats;
 };
 
-/* An entry is a u32 little-endian length, the encoded command, then zero
- * bytes up to a multiple of 8: libraft 0.15 writes entry buffers to its
+/* An entry holds one or more commands, each a u32 little-endian length
+ * and its encoded bytes, then zero bytes up to a multiple of 8 (a zero
+ * length ends the list): libraft 0.15 writes entry buffers into its
  * segments unpadded and corrupts the segment when a length is not a
  * multiple of 8 (later libraft rejects such buffers, canonical/raft
- * cd3bd28). An entry that does not parse this way goes to fsm_apply whole,
- * which refuses it as malformed on every node alike. */
-static void rft_entry_payload(const struct raft_buffer *buf,
-                              const uint8_t **ret,
-                              size_t *ret_len)
+ * cd3bd28). Several commands per entry is how proposals are batched.
+ *
+ * Counts the records; 0 when buf is not such a frame. A malformed frame
+ * goes to fsm_apply whole, which refuses it on every node alike. */
+static size_t rft_entry_count(const struct raft_buffer *buf)
 {
     const uint8_t *p = buf->base;
-    *ret = p;
-    *ret_len = buf->len;
+    size_t off = 0;
+    size_t n = 0;
     if (buf->len < 4 || buf->len % 8 != 0) {
-        return;
+        return 0;
     }
-    uint32_t n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                 (uint32_t)p[3] << 24;
-    if (n <= buf->len - 4 && buf->len - 4 - n < 8) {
-        *ret = p + 4;
-        *ret_len = n;
+    while (buf->len - off >= 4) {
+        uint32_t len = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 |
+                       (uint32_t)p[off + 2] << 16 | (uint32_t)p[off + 3] << 24;
+        if (len == 0) {
+            break; /* padding */
+        }
+        if (len > buf->len - off - 4) {
+            return 0;
+        }
+        off += 4 + len;
+        n++;
     }
+    /* What follows the last record is padding only. */
+    return buf->len - off < 8 ? n : 0;
 }
 
-static int rft_fsm_apply(struct raft_fsm *rf,
-                         const struct raft_buffer *buf,
-                         void **result)
+static int rft_fsm_reserve(struct rft_fsm_ctx *x, size_t n)
 {
-    struct rft_fsm_ctx *x = rf->data;
-    const uint8_t *cmd;
-    size_t len;
-    rft_entry_payload(buf, &cmd, &len);
-    int rv = fsm_apply(x->fsm, cmd, len, &x->last);
+    if (n <= x->cap) {
+        return 0;
+    }
+    void *r = ovha_realloc(x->results, n * sizeof(*x->results));
+    if (r == NULL) {
+        return -ENOMEM;
+    }
+    x->results = r;
+    x->cap = n;
+    return 0;
+}
+
+static int rft_fsm_apply_one(struct rft_fsm_ctx *x,
+                             const uint8_t *cmd,
+                             size_t len,
+                             struct proto_result *res)
+{
+    int rv = fsm_apply(x->fsm, cmd, len, res);
     if (rv != 0) {
         x->stats.apply_errors++;
         return rv == -ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
     }
     x->stats.applied++;
-    x->stats.refused += x->last.status != PROTO_STATUS_OK;
-    *result = &x->last;
+    x->stats.refused += res->status != PROTO_STATUS_OK;
+    return 0;
+}
+
+/* A local failure part-way returns an error and libraft applies the
+ * entry again: the commands before it replay their first result (every
+ * node command carries a req_id), so nothing is applied twice. */
+static int rft_fsm_apply(struct raft_fsm *rf,
+                         const struct raft_buffer *buf,
+                         void **result)
+{
+    struct rft_fsm_ctx *x = rf->data;
+    size_t n = rft_entry_count(buf);
+    if (rft_fsm_reserve(x, n == 0 ? 1 : n) != 0) {
+        return RAFT_NOMEM;
+    }
+    if (n == 0) {
+        int rv = rft_fsm_apply_one(x, buf->base, buf->len, &x->results[0]);
+        if (rv != 0) {
+            return rv;
+        }
+        n = 1;
+    } else {
+        const uint8_t *p = buf->base;
+        size_t off = 0;
+        for (size_t i = 0; i < n; i++) {
+            uint32_t len = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 |
+                           (uint32_t)p[off + 2] << 16 |
+                           (uint32_t)p[off + 3] << 24;
+            int rv = rft_fsm_apply_one(x, p + off + 4, len, &x->results[i]);
+            if (rv != 0) {
+                return rv;
+            }
+            off += 4 + len;
+        }
+    }
+    x->out.results = x->results;
+    x->out.n = n;
+    *result = &x->out;
     return 0;
 }
 
@@ -138,10 +198,12 @@ int rft_fsm_init(struct raft_fsm *rf, struct fsm *f)
 
 void rft_fsm_close(struct raft_fsm *rf)
 {
-    if (rf == NULL) {
+    if (rf == NULL || rf->data == NULL) {
         return;
     }
-    ovha_free(rf->data);
+    struct rft_fsm_ctx *x = rf->data;
+    ovha_free(x->results);
+    ovha_free(x);
     rf->data = NULL;
 }
 

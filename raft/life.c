@@ -123,6 +123,8 @@ int rft_new(uv_loop_t *loop,
     raft_set_snapshot_trailing(&r->raft, r->cfg.snapshot_trailing);
     uv_check_init(loop, &r->check);
     r->check.data = r;
+    uv_prepare_init(loop, &r->prepare);
+    r->prepare.data = r;
     uv_timer_init(loop, &r->tick);
     r->tick.data = r;
     r->role = RAFT_UNAVAILABLE;
@@ -187,6 +189,7 @@ int rft_start(struct rft *r)
         return rv;
     }
     uv_check_start(&r->check, rft_check_cb);
+    uv_prepare_start(&r->prepare, rft_prepare_cb);
     uv_timer_start(&r->tick, rft_tick_cb, 10, 10);
     LOG_INFO("rft", "started id=%llu address=%s election=%ums heartbeat=%ums",
              (unsigned long long)r->cfg.id, r->cfg.address,
@@ -242,8 +245,9 @@ void rft_close(struct rft *r, void (*cb)(void *data), void *data)
         r->change_cb = NULL;
         ccb(r->change_data, OVHA_ECLOSED);
     }
-    r->pending_closes = 4; /* check, tick, forwarding, raft */
+    r->pending_closes = 5; /* check, prepare, tick, forwarding, raft */
     uv_close((uv_handle_t *)&r->check, rft_uv_closed_cb);
+    uv_close((uv_handle_t *)&r->prepare, rft_uv_closed_cb);
     uv_close((uv_handle_t *)&r->tick, rft_uv_closed_cb);
     rft_fwd_close(r->fwd, rft_fwd_closed_cb, r);
     /* Proposals inside raft_apply get their callbacks from raft_close

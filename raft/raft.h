@@ -26,10 +26,11 @@ struct raft_buffer; /* libraft's buffer */
  * proto_cmd and go to fsm_apply unchanged.
  *
  * The `result` libraft hands to raft_apply's callback is a
- * `struct proto_result *` owned by the adapter: it stays valid until the
- * next entry is applied (libraft 0.15 calls the leader's callback right
- * after fsm->apply), so copy it in the callback. Followers' results are
- * dropped by libraft; node/ reads what it needs through fsm queries.
+ * `struct rft_entry_results *` owned by the adapter: one proto_result per
+ * command in the entry, valid until the next entry is applied (libraft
+ * 0.15 calls the leader's callback right after fsm->apply), so copy what
+ * you need in the callback. Followers' results are dropped by libraft;
+ * node/ reads what it needs through fsm queries.
  *
  * An fsm_apply failure that is local (-ENOMEM) is returned to libraft as
  * RAFT_NOMEM: the entry is not marked applied and will be applied again.
@@ -40,6 +41,11 @@ struct raft_buffer; /* libraft's buffer */
  * state (not f) and accepts an rf that was never initialised if zeroed. */
 int rft_fsm_init(struct raft_fsm *rf, struct fsm *f);
 void rft_fsm_close(struct raft_fsm *rf);
+
+struct rft_entry_results {
+    const struct proto_result *results;
+    size_t n;
+};
 
 /* Counters for tests and /metrics. */
 struct rft_fsm_stats {
@@ -92,6 +98,7 @@ struct rft_config {
 
 struct rft_stats {
     uint64_t proposed, committed, failed, unknown, retries;
+    uint64_t batches; /* raft entries the proposals went out in */
     uint64_t forwarded, forward_served;
     uint64_t elections_won;
     uint64_t latency_ms_sum; /* over finished proposals */

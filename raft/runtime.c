@@ -133,49 +133,107 @@ void rft_prop_finish(struct rft_prop *p,
     ovha_free(p);
 }
 
-static void rft_apply_cb(struct raft_apply *req, int status, void *result)
+/* Proposals travel to libraft in batches: every proposal queued during a
+ * loop iteration goes into one raft entry (rft_cmd_buffer's frame with
+ * several records), so one append, one fsync and one replication round
+ * serve them all, and snapshots (counted in entries) come less often. */
+#define RFT_BATCH_MAX   256
+#define RFT_BATCH_BYTES (1u << 20)
+
+struct rft_batch {
+    struct raft_apply req;
+    struct rft *r;
+    size_t n;
+    struct rft_prop *props[];
+};
+
+static void rft_batch_cb(struct raft_apply *req, int status, void *result)
 {
-    struct rft_prop *p = req->data;
-    struct rft *r = p->r;
-    p->applying = false;
-    if (status == 0) {
-        rft_prop_finish(p, 0, result);
-        return;
+    struct rft_batch *b = req->data;
+    struct rft *r = b->r;
+    const struct rft_entry_results *er = result;
+    for (size_t i = 0; i < b->n; i++) {
+        struct rft_prop *p = b->props[i];
+        p->applying = false;
+        if (status == 0 && er != NULL && i < er->n) {
+            rft_prop_finish(p, 0, &er->results[i]);
+        } else if (r->closing) {
+            rft_prop_finish(p, OVHA_ECLOSED, NULL);
+        } else {
+            /* Leadership lost mid-flight: the entry may still commit.
+             * Retry with the same bytes; the FSM returns the first result
+             * for a req_id it has seen, so a retry never applies twice. */
+            p->maybe_applied = true;
+            r->stats.retries++;
+            rft_prop_link(r, p);
+        }
     }
-    if (r->closing) {
-        rft_prop_finish(p, OVHA_ECLOSED, NULL);
-        return;
-    }
-    /* Leadership lost mid-flight: the entry may still commit. Retry with
-     * the same bytes; the FSM returns the first result for a req_id it has
-     * seen, so a retry can never apply twice. */
-    p->maybe_applied = true;
-    r->stats.retries++;
-    rft_prop_link(r, p);
+    ovha_free(b);
 }
 
-/* Hands p to libraft. Returns 0, or a negative error after which p is
- * still the caller's. */
-static int rft_prop_apply(struct rft *r, struct rft_prop *p)
+/* Sizes the batch at the head of the queue: at least one proposal. */
+static size_t rft_batch_size(struct rft *r, size_t *ret_bytes)
 {
-    struct raft_buffer buf;
-    int rv = rft_cmd_buffer(p->cmd, p->len, &buf);
-    if (rv != 0) {
-        return rv;
+    size_t n = 0;
+    size_t bytes = 0;
+    for (struct rft_prop *p = r->wait_head; p != NULL && n < RFT_BATCH_MAX;
+         p = p->next) {
+        if (n > 0 && bytes + 4 + p->len > RFT_BATCH_BYTES) {
+            break;
+        }
+        bytes += 4 + p->len;
+        n++;
     }
-    p->req.data = p;
-    rv = raft_apply(&r->raft, &p->req, &buf, 1, rft_apply_cb);
+    *ret_bytes = (bytes + 7) & ~(size_t)7;
+    return n;
+}
+
+/* Hands the head of the queue to libraft as one entry. Returns 0, or an
+ * error with every proposal still queued. */
+static int rft_apply_batch(struct rft *r)
+{
+    size_t bytes;
+    size_t n = rft_batch_size(r, &bytes);
+    struct rft_batch *b = ovha_malloc(sizeof(*b) + n * sizeof(b->props[0]));
+    uint8_t *buf = raft_malloc(bytes);
+    if (b == NULL || buf == NULL) {
+        ovha_free(b);
+        raft_free(buf);
+        return -ENOMEM;
+    }
+    size_t off = 0;
+    struct rft_prop *p = r->wait_head;
+    for (size_t i = 0; i < n; i++, p = p->next) {
+        buf[off] = (uint8_t)p->len;
+        buf[off + 1] = (uint8_t)(p->len >> 8);
+        buf[off + 2] = (uint8_t)(p->len >> 16);
+        buf[off + 3] = (uint8_t)(p->len >> 24);
+        memcpy(buf + off + 4, p->cmd, p->len);
+        off += 4 + p->len;
+        b->props[i] = p;
+    }
+    memset(buf + off, 0, bytes - off);
+    b->r = r;
+    b->n = n;
+    b->req.data = b;
+    struct raft_buffer rb = { .base = buf, .len = bytes };
+    int rv = raft_apply(&r->raft, &b->req, &rb, 1, rft_batch_cb);
     if (rv != 0) {
-        raft_free(buf.base);
+        raft_free(buf);
+        ovha_free(b);
         return rft_from_raft(rv);
     }
-    p->applying = true;
-    p->attempts++;
+    for (size_t i = 0; i < n; i++) {
+        rft_prop_unlink(r, b->props[i]);
+        b->props[i]->applying = true;
+        b->props[i]->attempts++;
+    }
+    r->stats.batches++;
     return 0;
 }
 
-/* Tries every waiting proposal: locally on a ready leader, by forwarding
- * on a follower that knows the leader. Expired ones fail. */
+/* Expires what is past its deadline, then sends the rest: in batches on
+ * a ready leader, one by one to the leader from a follower. */
 static void rft_dispatch(struct rft *r)
 {
     uint64_t now = ovha_now_mono_ms();
@@ -185,20 +243,23 @@ static void rft_dispatch(struct rft *r)
         if (now >= p->deadline) {
             rft_prop_finish(
                 p, p->maybe_applied ? OVHA_EUNKNOWN : OVHA_ENOTLEADER, NULL);
-        } else if (r->ready) {
-            /* Unlinked only once libraft took it: a failed attempt keeps
-             * its place, so the queue never rotates. */
-            if (rft_prop_apply(r, p) == 0) {
-                rft_prop_unlink(r, p);
-            }
-        } else if (r->role != RAFT_LEADER && r->leader_id != 0 &&
-                   r->fwd != NULL) {
-            if (rft_fwd_send(r->fwd, p) != 0) {
-                break; /* no link to the leader yet: try next tick */
-            }
-            rft_prop_unlink(r, p);
         }
         p = next;
+    }
+    if (r->ready) {
+        while (r->wait_head != NULL && rft_apply_batch(r) == 0) {
+        }
+        return;
+    }
+    if (r->role == RAFT_LEADER || r->leader_id == 0 || r->fwd == NULL) {
+        return;
+    }
+    while (r->wait_head != NULL) {
+        p = r->wait_head;
+        if (rft_fwd_send(r->fwd, p) != 0) {
+            break; /* no link to the leader yet: try next tick */
+        }
+        rft_prop_unlink(r, p);
     }
 }
 
@@ -233,11 +294,9 @@ int rft_propose(struct rft *r,
         p->started + (timeout_ms != 0 ? timeout_ms : r->cfg.propose_timeout_ms);
     r->inflight++;
     r->stats.proposed++;
-    if (r->ready && rft_prop_apply(r, p) == 0) {
-        return 0;
-    }
+    /* Queued only: the uv_check at the end of this loop iteration sends
+     * everything proposed in it as one batch. */
     rft_prop_link(r, p);
-    rft_dispatch(r);
     return 0;
 }
 
@@ -335,6 +394,11 @@ static void rft_watch(struct rft *r)
 }
 
 void rft_check_cb(uv_check_t *h)
+{
+    rft_watch(h->data);
+}
+
+void rft_prepare_cb(uv_prepare_t *h)
 {
     rft_watch(h->data);
 }

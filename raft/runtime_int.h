@@ -19,7 +19,6 @@ struct rft_prop {
     bool applying;      /* inside raft_apply */
     bool maybe_applied; /* a lost attempt may have committed */
     struct rft *r;
-    struct raft_apply req;
     uint8_t *cmd; /* encoded proto_cmd; the same bytes on every retry */
     size_t len;
     uint64_t started, deadline;
@@ -55,7 +54,8 @@ struct rft {
     int change_role;
     struct raft_change change_req;
     struct raft_transfer transfer_req;
-    uv_check_t check;
+    uv_check_t check;     /* after poll: what I/O callbacks proposed */
+    uv_prepare_t prepare; /* before poll: what timer callbacks proposed */
     uv_timer_t tick;
     struct rft_fwd *fwd;
     struct rft_stats stats;
@@ -74,6 +74,7 @@ void rft_prop_forwarded(struct rft_prop *p,
 
 /* runtime.c: the role watch, driven from life.c's handles. */
 void rft_check_cb(uv_check_t *h);
+void rft_prepare_cb(uv_prepare_t *h);
 void rft_tick_cb(uv_timer_t *t);
 
 /* fwd.c: the forwarding RPC (follower -> leader). */

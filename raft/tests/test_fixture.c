@@ -62,7 +62,9 @@ static void fx_apply_cb(struct raft_apply *req, int status, void *result)
     p->done = true;
     p->status = status;
     if (status == 0 && result != NULL) {
-        memcpy(&p->res, result, sizeof(p->res));
+        const struct rft_entry_results *er = result;
+        assert_int_equal(er->n, 1);
+        memcpy(&p->res, &er->results[0], sizeof(p->res));
     }
     if (status == RAFT_LEADERSHIPLOST) {
         p->fx->unknown++;

@@ -310,8 +310,14 @@ static void test_runtime_leader_and_forwarded_proposals(void **state)
     struct rt_env *e = *state;
     int leader = rt_leader(e);
     assert_int_not_equal(leader, 0);
+    struct rft_status before;
+    rft_get_status(e->n[leader].r, &before);
     rt_propose_n(e, leader, 1, 100);
     assert_int_equal(e->ok, 100);
+    /* Proposed in one loop iteration, they went out as one raft entry. */
+    struct rft_status after;
+    rft_get_status(e->n[leader].r, &after);
+    assert_int_equal(after.stats.batches - before.stats.batches, 1);
     int f = rt_follower(e);
     rt_propose_n(e, f, 1001, 100); /* forwarded to the leader */
     assert_int_equal(e->ok, 200);
@@ -360,7 +366,7 @@ static void test_runtime_survives_leader_loss(void **state)
     struct rft_status st;
     rft_get_status(e->n[old].r, &st);
     assert_int_equal(st.nservers, 3);
-    assert_true(st.last_index >= 20);
+    assert_true(st.last_index >= 5); /* bootstrap, 2 x (add, assign) */
     rt_propose_n(e, leader, 200, 5);
     rt_assert_same_state(e);
 }
