@@ -14,8 +14,12 @@
  *     the link is reset (closed, reconnected), because after a lost reply
  *     the order can no longer be trusted;
  *   - EOF, read or write error, an over-long reply line: the link is reset;
- *     the in-flight command gets OVHA_ECLOSED (its fate is unknown), queued
- *     user commands wait for the next connect, setup commands are redone;
+ *     the in-flight command gets OVHA_ECLOSED (its fate is unknown), and so
+ *     does every queued user command: they name client IDs of a link that
+ *     is gone, and after an openvpn restart the same CID belongs to another
+ *     client (a stale client-auth would hand it someone else's address).
+ *     Recovery on the next connect kills every client still waiting, so
+ *     each comes back with a fresh CONNECT. Setup commands are redone;
  *   - the link drops after state_cb(true): state_cb(false);
  *   - reconnects back off exponentially from backoff_min to backoff_max and
  *     the delay returns to backoff_min once a connection is fully set up.
@@ -467,6 +471,10 @@ static void mgmt_conn_reset(struct mgmt_conn *m)
     if (c != NULL) {
         mgmt_conn_finish(m, c, OVHA_ECLOSED, NULL);
     }
+    while (m->state == MGMT_CS_WAIT &&
+           (c = mgmt_conn_q_pop(&m->user)) != NULL) {
+        mgmt_conn_finish(m, c, OVHA_ECLOSED, NULL);
+    }
     if (was_up && m->state == MGMT_CS_WAIT && m->state_cb != NULL) {
         m->state_cb(m, false, m->data);
     }
@@ -742,7 +750,9 @@ int mgmt_conn_send(struct mgmt_conn *m,
                    mgmt_reply_cb cb,
                    void *data)
 {
-    if (m->state == MGMT_CS_CLOSING) {
+    /* Only while a link exists: a command written after a reconnect
+     * could reach a different client under the same CID. */
+    if (m->state != MGMT_CS_SETUP && m->state != MGMT_CS_UP) {
         return OVHA_ECLOSED;
     }
     if (text == NULL || len == 0) {

@@ -258,7 +258,9 @@ typedef void (*mgmt_conn_event_cb)(struct mgmt_conn *m,
                                    const struct mgmt_event *ev,
                                    void *data);
 /* Connected and set up (true: settings re-applied, recovery done), or lost
- * (false). Commands queued while down wait for the next connect. */
+ * (false). When the link is lost every queued command fails with
+ * OVHA_ECLOSED, and none can be queued until it is back: commands name
+ * client IDs, which an openvpn restart reuses for other clients. */
 typedef void (*mgmt_conn_state_cb)(struct mgmt_conn *m, bool up, void *data);
 typedef void (*mgmt_conn_close_cb)(void *data);
 
@@ -281,7 +283,8 @@ int mgmt_conn_start(struct mgmt_conn *m);
 /* Queues one command built by the builders (a client-auth block is
  * written with one uv_write, so nothing can interleave). The text is
  * copied. cb (may be NULL) fires exactly once unless this returns an
- * error. Returns 0, -ENOMEM or OVHA_ECLOSED. */
+ * error. Returns 0, -ENOMEM, -EINVAL or OVHA_ECLOSED (no link, or the
+ * object is closing). */
 int mgmt_conn_send(struct mgmt_conn *m,
                    const char *text,
                    size_t len,

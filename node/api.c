@@ -82,9 +82,19 @@ static void node_api_kill(struct node_http_req *r, void *data)
                        "\"message\"?: string}");
         return;
     }
-    if (msg != NULL && mgmt_check_quoted(msg, MGMT_MAX_TOKEN) != 0) {
+    /* The message goes to openvpn as one unquoted token: check it with
+     * the builder itself, so a refusal is a 400 here and never a kill
+     * that silently fails. */
+    struct ovha_buf probe;
+    ovha_buf_init(&probe);
+    int rv = msg != NULL ? mgmt_cmd_client_kill(&probe, 0, msg) : 0;
+    ovha_buf_free(&probe);
+    if (rv != 0) {
         json_decref(req);
-        node_api_error(r, 400, "message contains forbidden characters");
+        node_api_error(r, 400,
+                       "message must be one token without spaces, "
+                       "quotes or control characters (e.g. HALT, "
+                       "RESTART)");
         return;
     }
     size_t killed = node_clients_kill_cn(n->clients, cn, msg);
