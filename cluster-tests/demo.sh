@@ -1,97 +1,222 @@
 #!/usr/bin/env bash
-# cluster-tests/demo.sh: ovhad deciding real OpenVPN connections, on one
-# machine, in throw-away network namespaces. Needs root and openvpn; builds
-# nothing: binaries come from OVHA_BIN (default <repo>/build/bin).
+# cluster-tests/demo.sh: a three-gateway ovha cluster deciding real OpenVPN
+# connections, on one machine, in throw-away network namespaces. Needs root,
+# openvpn and jq; builds nothing: binaries come from OVHA_BIN (default
+# <repo>/build/bin). The single-gateway demo is demo-single.sh.
 #
 #   sudo OVHA_BIN=build/bin cluster-tests/demo.sh        # until Ctrl-C
 #   sudo DEMO_SECONDS=60 cluster-tests/demo.sh           # stop after 60 s
 #
-# Gateway namespace 198.18.0.1 runs ovhad, which runs openvpn (udp 1194,
-# tunnel 100.64.0.0/24). Policy (cluster-tests/lib/ovhad.sh):
-#   alice    allowed, static 100.64.0.50, routes 100.96.10.0/24 100.96.20.0/24
-#   bob      allowed, address from the pool 100.64.0.128/25
-#   mallory  denied ("go away")
-# Each client runs in its own namespace (198.18.0.11-13). Everything is
-# removed on exit; DEMO_KEEP=1 keeps the logs directory.
+# Gateways gw1, gw2, gw3 (198.18.0.1-3) each run ovhad, which runs its own
+# openvpn (udp 1194, tunnel 100.64.0.0/24) and replicates through raft over
+# mutual TLS (198.18.0.N:7000, node certificates from deploy/pki.sh). gw1
+# bootstraps the cluster, gw2 and gw3 are joined with `ovhactl cluster
+# join`. Client addresses come from the replicated lease table over the
+# pool 100.64.0.128/25, so they are unique cluster-wide and stick to a
+# client that moves to another gateway. Policy (same on every gateway,
+# cluster-tests/lib/cluster.sh):
+#   alice, bob, carol   allowed (group staff, route 100.96.10.0/24)
+#   mallory             denied ("go away")
+# alice starts on gw1, bob on gw2, carol on gw3, mallory on gw1; halfway
+# through, alice moves to gw2 and keeps her address. Everything is removed
+# on exit; DEMO_KEEP=1 keeps the logs directory.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 OVT_NO_SUMMARY=1
+# Raft timers a little shorter than the defaults, so the demo is snappy.
+OVT_RAFT_ELECTION_MS=${OVT_RAFT_ELECTION_MS:-1000}
+OVT_RAFT_HEARTBEAT_MS=${OVT_RAFT_HEARTBEAT_MS:-100}
+OVT_RAFT_SNAP_THRESHOLD=${OVT_RAFT_SNAP_THRESHOLD:-1024}
+OVT_RAFT_SNAP_TRAILING=${OVT_RAFT_SNAP_TRAILING:-1024}
+OVT_GW_HEARTBEAT_MS=${OVT_GW_HEARTBEAT_MS:-1000}
+OVT_USAGE_INTERVAL_MS=${OVT_USAGE_INTERVAL_MS:-5000}
+OVT_CLU_CLIENTS="alice bob carol mallory"
 . "$HERE/lib/tap.sh"
 . "$HERE/lib/netns.sh"
 . "$HERE/lib/pki.sh"
 . "$HERE/lib/openvpn.sh"
 . "$HERE/lib/ovhad.sh"
+. "$HERE/lib/cluster.sh"
 
 DEMO_SECONDS=${DEMO_SECONDS:-0}
 OVT_KEEP=${DEMO_KEEP:-0}
 export OVT_CLIENT_PING_RESTART=6
+GWS="1 2 3"
 
 say() {
     printf '\n== %s\n' "$*"
+}
+
+die() {
+    echo "demo.sh: $*" >&2
+    exit 1
 }
 
 if [ "$(id -u)" != 0 ]; then
     echo "demo.sh: needs root (network namespaces)" >&2
     exit 77
 fi
-if ! ovt_ovhad_bin_check; then
-    echo "demo.sh: no ovhad/ovhactl in OVHA_BIN=$OVHA_BIN (build first)" >&2
-    exit 1
-fi
-command -v openvpn >/dev/null 2>&1 || {
-    echo "demo.sh: openvpn is not installed" >&2
-    exit 1
-}
+ovt_ovhad_bin_check ||
+    die "no ovhad/ovhactl in OVHA_BIN=$OVHA_BIN (build first)"
+for tool in openvpn jq openssl ip; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
+done
 
 ovt_init
 trap 'echo; echo "stopping..."; exit 0' INT TERM
 
-say "namespaces (prefix $OVT_P), PKI and config in $OVT_DIR"
-ovt_switch_create && ovt_host_add gw 198.18.0.1 &&
-    ovt_host_add alice 198.18.0.11 && ovt_host_add bob 198.18.0.12 &&
-    ovt_host_add mallory 198.18.0.13 || exit 1
-ovt_ovhad_pki "$OVT_DIR/pki" || exit 1
-ovt_ovhad_config "$OVT_DIR/ovhad.yaml" "$OVT_DIR/pki" "$OVT_DIR/state"
-sed -n '/^policy:/,$p' "$OVT_DIR/ovhad.yaml"
+cns() {
+    ovt_ns "c-$1"
+}
 
-say "starting ovhad in $(ovt_ns gw)"
-ovt_ovhad_start "$(ovt_ns gw)" "$OVT_DIR/ovhad.yaml" "$OVT_DIR/ovhad.log"
-if ! ovt_ovhad_wait_healthy 30; then
-    echo "ovhad did not come up; its log:" >&2
-    tail -n 20 "$OVT_DIR/ovhad.log" >&2
-    exit 1
-fi
-ovhactl health
+has_addr() {
+    [ -n "$(tun_addr "$(cns "$1")" tun0)" ]
+}
 
-say "starting clients alice, bob, mallory"
-for c in alice bob mallory; do
-    ovt_client_start "$c" "$(ovt_ns "$c")" "$OVT_DIR/pki" "$c" 198.18.0.1
-done
-wait_for_tun_addr "$(ovt_ns alice)" tun0 100.64.0.50 30
-ovt_wait_until 30 bash -c "ip -n '$(ovt_ns bob)' -4 -o addr show dev tun0 2>/dev/null | grep -q inet"
-client_auth_failed mallory 30
+# client NAME GW...: (re)start NAME with the given gateways as its remote
+# list, first one preferred.
+client() {
+    local name=$1 g remotes=()
+    shift
+    for g in "$@"; do
+        remotes+=("$(ovt_gw_addr "$g")")
+    done
+    ovt_client_stop "$name"
+    ovt_client_start "$name" "$(cns "$name")" "$OVT_CLU_PKI" "$name" \
+        "${remotes[@]}"
+}
 
-for c in alice bob mallory; do
-    addr=$(tun_addr "$(ovt_ns "$c")" tun0)
-    if [ -n "$addr" ]; then
-        if ping_through "$(ovt_ns "$c")" 100.64.0.1; then
-            echo "$c: tunnel address $addr, ping 100.64.0.1 ok"
+show_clients() {
+    local c addr gw
+    for c in alice bob carol mallory; do
+        addr=$(tun_addr "$(cns "$c")" tun0)
+        if [ -n "$addr" ]; then
+            gw=$(grep -o 'Peer Connection Initiated with \[AF_INET\][0-9.]*' \
+                "$(ovt_client_log "$c")" | tail -n 1 | grep -o '[0-9.]*$')
+            gw="gw${gw##*.} ($gw)"
+            if ping_through "$(cns "$c")" 100.64.0.1; then
+                echo "$c: $addr via ${gw:-?}, ping 100.64.0.1 ok"
+            else
+                echo "$c: $addr via ${gw:-?}, ping 100.64.0.1 FAILED"
+            fi
+        elif grep -q AUTH_FAILED "$(ovt_client_log "$c")" 2>/dev/null; then
+            echo "$c: refused: $(grep -o 'AUTH_FAILED.*' "$(ovt_client_log "$c")" | head -n 1)"
         else
-            echo "$c: tunnel address $addr, ping 100.64.0.1 FAILED"
+            echo "$c: no tunnel (yet)"
         fi
-    elif grep -q AUTH_FAILED "$(ovt_client_log "$c")"; then
-        echo "$c: refused: $(grep -o 'AUTH_FAILED.*' "$(ovt_client_log "$c")" | head -n 1)"
-    else
-        echo "$c: no tunnel (yet)"
+    done
+}
+
+# ctl N ARGS: shows and runs ovhactl against gateway N.
+ctl() {
+    local n=$1
+    shift
+    echo "gw$n\$ ovhactl $*"
+    ovt_ctl "$n" "$@"
+}
+
+show_cluster() {
+    say "cluster state, asked on different gateways"
+    ctl 1 cluster status
+    echo
+    ctl 3 leases
+    echo
+    ctl 2 sessions --cluster
+    echo
+    ctl 1 cluster gateways
+}
+
+# Collapses runs of identical lines into one line with "(xN)".
+ovt__demo_squeeze() {
+    awk 'function out() { if (n > 1) { print prev " (x" n ")" } else if (n) { print prev } }
+         $0 == prev { n++; next } { out(); prev = $0; n = 1 } END { out() }'
+}
+
+# Prints new decision lines of every gateway's log, prefixed with the
+# gateway. SEEN[n] is the number of lines already shown.
+declare -A SEEN=()
+show_new_decisions() {
+    local n log now
+    for n in $GWS; do
+        log=$(ovt_gw_log "$n")
+        now=$(wc -l <"$log" 2>/dev/null || echo 0)
+        if [ "$now" -gt "${SEEN[$n]:-0}" ]; then
+            sed -n "$((${SEEN[$n]:-0} + 1)),${now}p" "$log" |
+                grep -E 'decide|kill cn=|elsewhere|evict|takeover|leader|supervisor' |
+                ovt__demo_squeeze | sed "s/^/gw$n| /"
+            SEEN[$n]=$now
+        fi
+    done
+}
+
+say "namespaces (prefix $OVT_P), PKI and configs in $OVT_DIR"
+ovt_switch_create || exit 1
+for n in $GWS; do
+    ovt_gw_host "$n" || exit 1
+done
+i=11
+for c in alice bob carol mallory; do
+    ovt_host_add "c-$c" "198.18.0.$i" || exit 1
+    i=$((i + 1))
+done
+ovt_cluster_pki || die "PKI failed; see $OVT_DIR/raft-pki.log"
+ovt_gw_config 1 true
+ovt_gw_config 2 false
+ovt_gw_config 3 false
+echo "raft node certificates (deploy/pki.sh):"
+for n in $GWS; do
+    echo "  node-$n: $(openssl x509 -in "$OVT_RAFT_PKI/node-$n.crt" -noout \
+        -ext subjectAltName | tail -n 1 | sed 's/^ *//')"
+done
+sed -n '/^cluster:/,$p' "$(ovt_gw_dir 1)/ovhad.yaml"
+
+say "starting ovhad on gw1 (bootstrap), gw2, gw3"
+for n in $GWS; do
+    ovt_gw_start "$n"
+done
+for n in $GWS; do
+    if ! ovt_wait_healthy "$n" 30; then
+        echo "ovhad on gw$n did not come up; its log:" >&2
+        tail -n 20 "$(ovt_gw_log "$n")" >&2
+        exit 1
     fi
 done
+ovt_wait_until 30 ovt__agreed_leader_q 1 || die "gw1 did not become leader"
+for n in 2 3; do
+    ctl 1 cluster join "$n" "$(ovt_gw_addr "$n"):7000" ||
+        die "join of gw$n failed"
+done
+ovt_wait_until 30 ovt_voters_are 1,2,3 1 2 3 ||
+    echo "warning: not every node reports 3 voters yet"
+ovt_wait_until 30 ovt__agreed_leader_q 1 2 3 ||
+    echo "warning: the nodes do not agree on a leader yet"
+ctl 2 cluster status
 
-say "decisions (ovhad log)"
-grep -E 'decide|kill cn=' "$OVT_DIR/ovhad.log"
-seen=$(wc -l <"$OVT_DIR/ovhad.log")
+say "starting clients: alice -> gw1, bob -> gw2, carol -> gw3, mallory -> gw1"
+client alice 1 2 3
+client bob 2 3 1
+client carol 3 1 2
+client mallory 1 2 3
+for c in alice bob carol; do
+    ovt_wait_until 30 has_addr "$c"
+done
+client_auth_failed mallory 30
+show_clients
 
-say "ovhactl sessions"
-ovhactl sessions
+say "decisions (ovhad logs)"
+show_new_decisions
+show_cluster
+
+say "alice moves to gw2 (her client restarts with gw2 first)"
+before=$(tun_addr "$(cns alice)" tun0)
+client alice 2 3 1
+ovt_wait_until 30 has_addr alice
+after=$(tun_addr "$(cns alice)" tun0)
+echo "alice: before $before, after $after$([ "$before" = "$after" ] && echo ' (same address: sticky lease)')"
+# Her old session on gw1 ends when gw1 evicts it or its keepalive expires.
+sleep 3
+show_new_decisions
+show_cluster
 
 if [ "$DEMO_SECONDS" -gt 0 ]; then
     say "running for $DEMO_SECONDS s; new decisions appear below"
@@ -101,18 +226,15 @@ fi
 start=$SECONDS
 while [ "$DEMO_SECONDS" -le 0 ] || [ $((SECONDS - start)) -lt "$DEMO_SECONDS" ]; do
     sleep 1
-    now=$(wc -l <"$OVT_DIR/ovhad.log")
-    if [ "$now" -gt "$seen" ]; then
-        sed -n "$((seen + 1)),${now}p" "$OVT_DIR/ovhad.log" |
-            grep -E 'decide|kill cn=|supervisor' || true
-        seen=$now
-    fi
-    if ! ovt_pid_alive "$OVT_OVHAD_PID"; then
-        echo "ovhad exited; last lines of its log:"
-        tail -n 10 "$OVT_DIR/ovhad.log"
-        exit 1
-    fi
+    show_new_decisions
+    for n in $GWS; do
+        if ! ovt_gw_alive "$n"; then
+            echo "ovhad on gw$n exited; last lines of its log:"
+            tail -n 10 "$(ovt_gw_log "$n")"
+            exit 1
+        fi
+    done
 done
-say "ovhactl sessions"
-ovhactl sessions
+show_clients
+show_cluster
 exit 0
