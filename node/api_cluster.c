@@ -91,9 +91,13 @@ static json_t *node_api_cluster_uint(uint64_t v)
 
 /* ---- status ------------------------------------------------------------ */
 
-static json_t *node_api_cluster_stats_json(const struct rft_stats *st)
+static json_t *node_api_cluster_stats_json(const struct rft_status *rs)
 {
+    const struct rft_stats *st = &rs->stats;
     json_t *o = json_object();
+    json_object_set_new(o, "batches", node_api_cluster_uint(st->batches));
+    json_object_set_new(o, "snapshots", node_api_cluster_uint(rs->snapshots));
+    json_object_set_new(o, "restores", node_api_cluster_uint(rs->restores));
     json_object_set_new(o, "proposed", node_api_cluster_uint(st->proposed));
     json_object_set_new(o, "committed", node_api_cluster_uint(st->committed));
     json_object_set_new(o, "failed", node_api_cluster_uint(st->failed));
@@ -144,7 +148,7 @@ static void node_api_cluster_status(struct node_http_req *r, void *data)
     json_object_set_new(o, "last_index", node_api_cluster_uint(st.last_index));
     json_object_set_new(o, "ready", json_boolean(st.ready));
     json_object_set_new(o, "servers", node_api_cluster_servers_json(&st));
-    json_object_set_new(o, "stats", node_api_cluster_stats_json(&st.stats));
+    json_object_set_new(o, "stats", node_api_cluster_stats_json(&st));
     node_http_respond_json(r, 200, o);
 }
 

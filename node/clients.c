@@ -608,10 +608,25 @@ bool node_clients_kill_session(struct node_clients *c,
                                uint64_t session_id,
                                const char *msg)
 {
+    uint64_t now = ovha_now_mono_ms();
     for (size_t i = 0; i < c->nsessions; i++) {
-        if (c->sessions[i].session_id == session_id) {
-            return node_clients_kill_one(c, &c->sessions[i], msg);
+        struct node_session *s = &c->sessions[i];
+        if (s->session_id != session_id) {
+            continue;
         }
+        /* openvpn needs a few seconds to drop a killed client; asking
+         * again every reconcile round only adds noise. */
+        if (s->kill_sent != 0 && now - s->kill_sent < 10000) {
+            return true;
+        }
+        s->kill_sent = now;
+        char q[600];
+        LOG_INFO("clients",
+                 "kill cn=\"%s\" cid=%llu: its session %llu ended "
+                 "elsewhere (taken over or evicted)",
+                 node_clients_q(s->cn, q, sizeof(q)),
+                 (unsigned long long)s->cid, (unsigned long long)session_id);
+        return node_clients_kill_one(c, s, msg);
     }
     return false;
 }

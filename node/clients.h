@@ -38,6 +38,7 @@ struct node_session {
     uint64_t since; /* unix seconds */
     uint64_t bytes_in, bytes_out;
     uint64_t session_id; /* replicated session id, 0 when standalone */
+    uint64_t kill_sent;  /* private: monotonic ms of our last client-kill */
     uint64_t gen;        /* private: resync generation at creation */
 };
 

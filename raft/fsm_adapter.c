@@ -174,6 +174,9 @@ static int rft_fsm_restore(struct raft_fsm *rf, struct raft_buffer *buf)
     if (rv != 0) {
         return rv == -ENOMEM ? RAFT_NOMEM : RAFT_CORRUPT;
     }
+    /* Rare and worth an operator's attention: this node was too far
+     * behind for the log alone (or restarted from a snapshot). */
+    LOG_INFO("rft", "installed a snapshot of %zu bytes", buf->len);
     raft_free(buf->base); /* ours on success */
     x->stats.restores++;
     return 0;

@@ -113,6 +113,7 @@ struct rft_status {
     char leader_addr[RFT_ADDR_MAX];
     uint64_t commit_index, last_applied, last_index;
     bool ready; /* leader whose post-election barrier completed */
+    uint64_t snapshots, restores; /* taken / installed by this node */
     struct {
         uint64_t id;
         char address[RFT_ADDR_MAX];
@@ -162,7 +163,10 @@ int rft_propose(struct rft *r,
 
 /* Membership, on the leader only (OVHA_ENOTLEADER otherwise), one change
  * at a time (-EBUSY). rft_add adds id as a spare, then assigns role (a
- * voter is caught up first). Failures leave text in rft_errmsg. */
+ * voter is caught up first); if that promotion fails the server is removed
+ * again, so a failed join leaves no member behind. rft_transfer answers
+ * once another node is known to lead. Failures leave text in
+ * rft_errmsg. */
 int rft_add(struct rft *r,
             uint64_t id,
             const char *address,

@@ -353,6 +353,8 @@ static void rft_start_barrier(struct rft *r)
     }
 }
 
+static void rft_transfer_settle(struct rft *r);
+
 /* Looks at role, term and leader after every loop iteration. */
 static void rft_watch(struct rft *r)
 {
@@ -388,6 +390,7 @@ static void rft_watch(struct rft *r)
     if (role == RAFT_LEADER && !r->ready && !r->barrier_pending) {
         rft_start_barrier(r);
     }
+    rft_transfer_settle(r);
     if (r->wait_head != NULL) {
         rft_dispatch(r);
     }
@@ -438,12 +441,40 @@ static void rft_change_done(struct rft *r, int status)
     cb(data, status);
 }
 
+static void rft_rollback_cb(struct raft_change *req, int status)
+{
+    struct rft *r = req->data;
+    size_t n = strlen(r->errmsg);
+    if (status == 0) {
+        snprintf(r->errmsg + n, sizeof(r->errmsg) - n,
+                 "; it was removed again");
+    } else {
+        snprintf(r->errmsg + n, sizeof(r->errmsg) - n,
+                 "; removing it again failed too (%s): run `cluster remove "
+                 "%llu`",
+                 raft_strerror(status), (unsigned long long)r->change_id);
+    }
+    rft_change_done(r, r->rollback_status);
+}
+
 static void rft_assign_cb(struct raft_change *req, int status)
 {
     struct rft *r = req->data;
     if (status != 0) {
         rft_set_err(r, "assign role to %llu: %s",
                     (unsigned long long)r->change_id, raft_strerror(status));
+    }
+    if (status != 0 && r->change_rollback && !r->closing) {
+        /* A join whose promotion failed (the server never caught up, e.g.
+         * its certificate is refused) must not leave a spare behind. */
+        r->change_rollback = false;
+        r->rollback_status = rft_from_raft(status);
+        int rv = raft_remove(&r->raft, &r->change_req, r->change_id,
+                             rft_rollback_cb);
+        if (rv != 0) {
+            rft_rollback_cb(req, rv);
+        }
+        return;
     }
     rft_change_done(r, rft_from_raft(status));
 }
@@ -463,6 +494,7 @@ static void rft_add_cb(struct raft_change *req, int status)
     }
     /* Promotion catches the new server up first; libraft fails it with
      * RAFT_NOCONNECTION if the server cannot keep up. */
+    r->change_rollback = true;
     int rv = raft_assign(&r->raft, &r->change_req, r->change_id, r->change_role,
                          rft_assign_cb);
     if (rv != 0) {
@@ -493,6 +525,8 @@ static int rft_change_begin(struct rft *r,
     r->change_data = data;
     r->change_id = id;
     r->change_role = role;
+    r->change_rollback = false;
+    r->transfer_waiting = false;
     r->change_req.data = r;
     return 0;
 }
@@ -570,13 +604,42 @@ static void rft_transfer_cb(struct raft_transfer *req)
     raft_id lid = 0;
     const char *laddr = NULL;
     raft_leader(&r->raft, &lid, &laddr);
-    /* The callback carries no status: success means someone else leads. */
-    int status = 0;
-    if (lid == r->cfg.id || lid == 0) {
-        rft_set_err(r, "leadership transfer did not complete in time");
-        status = OVHA_ETIMEDOUT;
+    /* The callback carries no status: success means someone else leads.
+     * It often fires before the new leader is known; the role watch then
+     * finishes the change once one is (rft_transfer_settle). */
+    if (lid == 0 && !r->closing) {
+        r->transfer_waiting = true;
+        r->transfer_deadline =
+            ovha_now_mono_ms() + 2 * (uint64_t)r->cfg.election_timeout_ms;
+        return;
     }
-    rft_change_done(r, status);
+    if (lid == r->cfg.id) {
+        rft_set_err(r, "leadership transfer did not complete in time");
+        rft_change_done(r, OVHA_ETIMEDOUT);
+        return;
+    }
+    rft_change_done(r, 0);
+}
+
+/* Finishes a transfer whose callback came before a leader was known. */
+static void rft_transfer_settle(struct rft *r)
+{
+    if (!r->transfer_waiting || r->change_cb == NULL) {
+        return;
+    }
+    if (r->leader_id != 0) {
+        r->transfer_waiting = false;
+        if (r->leader_id == r->cfg.id) {
+            rft_set_err(r, "leadership came back to this node");
+            rft_change_done(r, OVHA_ETIMEDOUT);
+        } else {
+            rft_change_done(r, 0);
+        }
+    } else if (ovha_now_mono_ms() > r->transfer_deadline) {
+        r->transfer_waiting = false;
+        rft_set_err(r, "no leader after the transfer");
+        rft_change_done(r, OVHA_ETIMEDOUT);
+    }
 }
 
 int rft_transfer(struct rft *r, uint64_t id, rft_change_cb cb, void *data)
@@ -606,8 +669,16 @@ void rft_get_status(struct rft *r, struct rft_status *ret)
     ovha_strlcpy(ret->address, r->cfg.address, sizeof(ret->address));
     ret->role = r->started ? raft_state(&r->raft) : RAFT_UNAVAILABLE;
     ret->term = r->raft.current_term;
-    ret->leader_id = r->leader_id;
-    ovha_strlcpy(ret->leader_addr, r->leader_addr, sizeof(ret->leader_addr));
+    /* From libraft itself: the role watch's copy lags by a loop turn, and
+     * a transfer's callback reads this right after the change. */
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    if (r->started) {
+        raft_leader(&r->raft, &lid, &laddr);
+    }
+    ret->leader_id = lid;
+    ovha_strlcpy(ret->leader_addr, laddr != NULL ? laddr : "",
+                 sizeof(ret->leader_addr));
     ret->commit_index = r->raft.commit_index;
     ret->last_applied = r->started ? raft_last_applied(&r->raft) : 0;
     ret->last_index = r->started ? raft_last_index(&r->raft) : 0;
@@ -621,6 +692,10 @@ void rft_get_status(struct rft *r, struct rft_status *ret)
         ret->nservers++;
     }
     ret->stats = r->stats;
+    struct rft_fsm_stats fs;
+    rft_fsm_stats(&r->rfsm, &fs);
+    ret->snapshots = fs.snapshots;
+    ret->restores = fs.restores;
 }
 
 const char *rft_member_role_name(int role)

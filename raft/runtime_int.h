@@ -52,6 +52,10 @@ struct rft {
     void *change_data;
     uint64_t change_id;
     int change_role;
+    bool change_rollback; /* remove change_id again if promotion fails */
+    int rollback_status;
+    bool transfer_waiting; /* transfer done, new leader not yet known */
+    uint64_t transfer_deadline;
     struct raft_change change_req;
     struct raft_transfer transfer_req;
     uv_check_t check;     /* after poll: what I/O callbacks proposed */

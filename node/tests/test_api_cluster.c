@@ -321,8 +321,11 @@ static void node_tac_check_status(struct node_tac_env *e, size_t nservers)
                             "spare");
     }
     stats = json_object_get(j, "stats");
-    assert_int_equal(json_object_size(stats), 8);
+    assert_int_equal(json_object_size(stats), 11);
     assert_true(node_tac_int(stats, "elections_won") >= 1);
+    node_tac_int(stats, "batches");
+    node_tac_int(stats, "snapshots");
+    node_tac_int(stats, "restores");
     node_tac_int(stats, "proposed");
     node_tac_int(stats, "forward_served");
     json_decref(j);
