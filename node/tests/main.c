@@ -23,6 +23,8 @@ int main(void)
     failed += node_test_policy();
     failed += node_test_clients();
     failed += node_test_supervisor();
+    failed += node_test_cache();
     failed += node_test_api_cluster();
+    failed += node_test_upstream();
     return failed;
 }
