@@ -221,6 +221,8 @@ static void ut_reset(void)
 
 /* ---- server lifecycle ------------------------------------------------ */
 
+static int ut_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static int ut_sh(const char *fmt, ...)
 {
     char cmd[2048];
