@@ -54,7 +54,6 @@ struct node_repl_usage {
 };
 
 struct node_repl {
-    uv_loop_t *loop;
     const struct node_cfg *cfg;
     struct rft *rft;
     struct fsm *fsm;
@@ -66,8 +65,6 @@ struct node_repl {
     uv_timer_t heartbeat, usage, reconcile;
     struct node_repl_usage *usage_rows;
     size_t nusage, capusage;
-    unsigned live_calls; /* proposals whose callback is still due */
-    bool closing;
     void (*close_cb)(void *data);
     void *close_data;
     int pending_closes;
@@ -105,8 +102,7 @@ static void node_repl_done_cb(void *data,
                               int status,
                               const struct proto_result *res)
 {
-    struct node_repl *r = data;
-    r->live_calls--;
+    (void)data;
     if (status != 0) {
         LOG_DEBUG("repl", "background proposal: %s", ovha_strerror(status));
     } else if (res->status != PROTO_STATUS_OK && !res->replayed) {
@@ -131,9 +127,6 @@ static int node_repl_propose(struct node_repl *r,
     }
     rv = rft_propose(r->rft, buf, len, timeout_ms, cb, data);
     ovha_free(buf);
-    if (rv == 0) {
-        r->live_calls++;
-    }
     return rv;
 }
 
@@ -177,7 +170,6 @@ static void node_repl_decided_cb(void *data,
     struct node_repl_call *call = data;
     struct node_repl *r = call->r;
     struct node_decision *d = &call->d;
-    r->live_calls--;
     bool ok = status == 0 && res->status == PROTO_STATUS_OK;
     if (call->cancelled) {
         /* The connection path already denied this client. */
@@ -521,7 +513,6 @@ int node_repl_new(uv_loop_t *loop,
     if (r == NULL) {
         return -ENOMEM;
     }
-    r->loop = loop;
     r->cfg = cfg;
     r->rft = rft;
     r->fsm = fsm;
@@ -585,7 +576,6 @@ static void node_repl_timer_closed_cb(uv_handle_t *h)
 /* Call after the runtime closed: every proposal callback has fired. */
 void node_repl_close(struct node_repl *r, void (*cb)(void *data), void *data)
 {
-    r->closing = true;
     r->close_cb = cb;
     r->close_data = data;
     r->pending_closes = 3;

@@ -16,6 +16,7 @@
 #include "base/base.h"
 #include "fsm/fsm.h"
 #include "proto/proto.h"
+#include "raft/entry.h"
 #include "raft/raft.h"
 
 struct rft_fsm_ctx {
@@ -45,8 +46,7 @@ static size_t rft_entry_count(const struct raft_buffer *buf)
         return 0;
     }
     while (buf->len - off >= 4) {
-        uint32_t len = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 |
-                       (uint32_t)p[off + 2] << 16 | (uint32_t)p[off + 3] << 24;
+        uint32_t len = rft_entry_len(p + off);
         if (len == 0) {
             break; /* padding */
         }
@@ -111,9 +111,7 @@ static int rft_fsm_apply(struct raft_fsm *rf,
         const uint8_t *p = buf->base;
         size_t off = 0;
         for (size_t i = 0; i < n; i++) {
-            uint32_t len = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 |
-                           (uint32_t)p[off + 2] << 16 |
-                           (uint32_t)p[off + 3] << 24;
+            uint32_t len = rft_entry_len(p + off);
             int rv = rft_fsm_apply_one(x, p + off + 4, len, &x->results[i]);
             if (rv != 0) {
                 return rv;
@@ -221,17 +219,13 @@ int rft_cmd_buffer(const uint8_t *cmd, size_t len, struct raft_buffer *ret)
     if (len > UINT32_MAX - 12) {
         return -EINVAL;
     }
-    size_t total = (4 + len + 7) & ~(size_t)7; /* see rft_entry_payload */
+    size_t total = rft_entry_size(len, 1);
     uint8_t *p = raft_malloc(total);
     if (p == NULL) {
         return -ENOMEM;
     }
-    p[0] = (uint8_t)len;
-    p[1] = (uint8_t)(len >> 8);
-    p[2] = (uint8_t)(len >> 16);
-    p[3] = (uint8_t)(len >> 24);
-    memcpy(p + 4, cmd, len);
-    memset(p + 4 + len, 0, total - 4 - len);
+    size_t used = rft_entry_put(p, cmd, len);
+    memset(p + used, 0, total - used);
     ret->base = p;
     ret->len = total;
     return 0;

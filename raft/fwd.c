@@ -512,7 +512,6 @@ int rft_fwd_send(struct rft_fwd *f, struct rft_prop *p)
         return rv;
     }
     p->fwd_seq = req.req_id;
-    p->attempts++;
     f->sent[f->nsent++] = p;
     f->r->stats.forwarded++;
     return 0;

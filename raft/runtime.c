@@ -29,6 +29,7 @@
 #include <raft/uv.h>
 
 #include "base/base.h"
+#include "raft/entry.h"
 #include "raft/raft.h"
 #include "raft/runtime_int.h"
 
@@ -175,16 +176,17 @@ static void rft_batch_cb(struct raft_apply *req, int status, void *result)
 static size_t rft_batch_size(struct rft *r, size_t *ret_bytes)
 {
     size_t n = 0;
-    size_t bytes = 0;
+    size_t payload = 0;
     for (struct rft_prop *p = r->wait_head; p != NULL && n < RFT_BATCH_MAX;
          p = p->next) {
-        if (n > 0 && bytes + 4 + p->len > RFT_BATCH_BYTES) {
+        if (n > 0 &&
+            rft_entry_size(payload + p->len, n + 1) > RFT_BATCH_BYTES) {
             break;
         }
-        bytes += 4 + p->len;
+        payload += p->len;
         n++;
     }
-    *ret_bytes = (bytes + 7) & ~(size_t)7;
+    *ret_bytes = rft_entry_size(payload, n);
     return n;
 }
 
@@ -204,12 +206,7 @@ static int rft_apply_batch(struct rft *r)
     size_t off = 0;
     struct rft_prop *p = r->wait_head;
     for (size_t i = 0; i < n; i++, p = p->next) {
-        buf[off] = (uint8_t)p->len;
-        buf[off + 1] = (uint8_t)(p->len >> 8);
-        buf[off + 2] = (uint8_t)(p->len >> 16);
-        buf[off + 3] = (uint8_t)(p->len >> 24);
-        memcpy(buf + off + 4, p->cmd, p->len);
-        off += 4 + p->len;
+        off += rft_entry_put(buf + off, p->cmd, p->len);
         b->props[i] = p;
     }
     memset(buf + off, 0, bytes - off);
@@ -226,7 +223,6 @@ static int rft_apply_batch(struct rft *r)
     for (size_t i = 0; i < n; i++) {
         rft_prop_unlink(r, b->props[i]);
         b->props[i]->applying = true;
-        b->props[i]->attempts++;
     }
     r->stats.batches++;
     return 0;

@@ -22,7 +22,6 @@ struct rft_prop {
     uint8_t *cmd; /* encoded proto_cmd; the same bytes on every retry */
     size_t len;
     uint64_t started, deadline;
-    unsigned attempts;
     uint64_t fwd_seq; /* forwarding: id of the in-flight request */
     rft_propose_cb cb;
     void *data;
