@@ -31,6 +31,9 @@
 #define NODE_CFG_MAX_CLIENTS       65536
 #define NODE_CFG_MAX_CLIENT_GROUPS 8
 #define NODE_CFG_MAX_FILE          (16u << 20)
+/* What upstream.deadline_ms leaves the cache fallback before
+ * decision.deadline_ms: a memory or SQLite lookup and the answer. */
+#define NODE_CFG_FALLBACK_MS       200u
 
 enum node_cfg_type {
     NODE_CFG_T_SECTION, /* a mapping of further keys */
@@ -349,6 +352,128 @@ static const struct node_cfg_key node_cfg_keys[] = {
       R(cluster.refuse_excess),
       .choices = node_cfg_excess,
       .def = "evict_oldest" },
+
+    /* The upstream decision API (issue 5, docs/upstream.md): present =
+     * rules from the upstream, not from policy.clients/groups. Nothing in
+     * these three sections reloads. */
+    { .path = "upstream", .type = NODE_CFG_T_SECTION, .optional = true },
+    { .path = "upstream.url",
+      .type = NODE_CFG_T_STR,
+      R(upstream.url),
+      .required = true },
+    { .path = "upstream.ca",
+      .type = NODE_CFG_T_STR,
+      R(upstream.ca),
+      .required = true },
+    { .path = "upstream.client_cert",
+      .type = NODE_CFG_T_STR,
+      R(upstream.client_cert) },
+    { .path = "upstream.client_key",
+      .type = NODE_CFG_T_STR,
+      R(upstream.client_key) },
+    { .path = "upstream.connect_timeout_ms",
+      .type = NODE_CFG_T_UINT,
+      R(upstream.connect_timeout_ms),
+      .min = 1,
+      .max = 60000,
+      .defnum = 500 },
+    { .path = "upstream.timeout_ms",
+      .type = NODE_CFG_T_UINT,
+      R(upstream.timeout_ms),
+      .min = 1,
+      .max = 60000,
+      .defnum = 1500 },
+    { .path = "upstream.retries",
+      .type = NODE_CFG_T_UINT,
+      R(upstream.retries),
+      .min = 0,
+      .max = 10,
+      .defnum = 0 },
+    { .path = "upstream.backoff_ms",
+      .type = NODE_CFG_T_UINT,
+      R(upstream.backoff_ms),
+      .min = 1,
+      .max = 10000,
+      .defnum = 50 },
+    { .path = "upstream.max_concurrency",
+      .type = NODE_CFG_T_UINT,
+      R(upstream.max_concurrency),
+      .min = 1,
+      .max = 1024,
+      .defnum = 16 },
+    { .path = "upstream.breaker_failures",
+      .type = NODE_CFG_T_UINT,
+      R(upstream.breaker_failures),
+      .min = 1,
+      .max = 1000,
+      .defnum = 5 },
+    { .path = "upstream.breaker_open_ms",
+      .type = NODE_CFG_T_UINT,
+      R(upstream.breaker_open_ms),
+      .min = 100,
+      .max = 600000,
+      .defnum = 5000 },
+    { .path = "upstream.max_body",
+      .type = NODE_CFG_T_UINT,
+      R(upstream.max_body),
+      .min = 1024,
+      .max = 16777216,
+      .defnum = 65536 },
+    { .path = "upstream.deadline_ms",
+      .type = NODE_CFG_T_UINT,
+      R(upstream.deadline_ms),
+      .min = 50,
+      .max = 60000,
+      .defnum = 2000 },
+
+    /* Defaults apply with or without the section; file is derived from
+     * node.state_dir after the walk, like node.http_socket. */
+    { .path = "cache", .type = NODE_CFG_T_SECTION },
+    { .path = "cache.memory_entries",
+      .type = NODE_CFG_T_UINT,
+      R(cache.memory_entries),
+      .min = 0,
+      .max = 10000000,
+      .defnum = 100000 },
+    { .path = "cache.file", .type = NODE_CFG_T_STR, R(cache.file) },
+    { .path = "cache.max_stale_s",
+      .type = NODE_CFG_T_UINT,
+      R(cache.max_stale_s),
+      .min = 0,
+      .max = 31536000,
+      .defnum = 86400 },
+
+    /* Present = a shared Redis tier. */
+    { .path = "redis", .type = NODE_CFG_T_SECTION, .optional = true },
+    { .path = "redis.host",
+      .type = NODE_CFG_T_STR,
+      R(redis.host),
+      .def = "127.0.0.1" },
+    { .path = "redis.port",
+      .type = NODE_CFG_T_UINT,
+      R(redis.port),
+      .min = 1,
+      .max = 65535,
+      .defnum = 6379 },
+    { .path = "redis.password_file",
+      .type = NODE_CFG_T_STR,
+      R(redis.password_file) },
+    { .path = "redis.key_prefix",
+      .type = NODE_CFG_T_STR,
+      R(redis.key_prefix),
+      .def = "ovha:" },
+    { .path = "redis.connect_timeout_ms",
+      .type = NODE_CFG_T_UINT,
+      R(redis.connect_timeout_ms),
+      .min = 1,
+      .max = 60000,
+      .defnum = 1000 },
+    { .path = "redis.timeout_ms",
+      .type = NODE_CFG_T_UINT,
+      R(redis.timeout_ms),
+      .min = 1,
+      .max = 10000,
+      .defnum = 100 },
 
     { .path = "policy", .type = NODE_CFG_T_SECTION, .reloadable = true },
     { .path = "policy.default",
@@ -1399,6 +1524,22 @@ static int node_cfg_check_policy(struct node_cfg_ctx *c)
     return rv;
 }
 
+/* Keys of an optional section that must not be empty when it is present
+ * (YAML lets "ca:" through as ""). */
+static int node_cfg_check_nonempty(struct node_cfg_ctx *c,
+                                   const char *const *paths,
+                                   size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct node_cfg_key *k = node_cfg_lookup(paths[i]);
+        if (((char *)node_cfg_field(k, c->cfg))[0] == '\0') {
+            return node_cfg_err(c, node_cfg_mark_of(c, paths[i]),
+                                "%s: must not be empty", paths[i]);
+        }
+    }
+    return 0;
+}
+
 /* The cluster section: required paths must not be empty (YAML lets
  * "data_dir:" through as ""), and raft's timers must leave room for a
  * few heartbeats per election timeout. */
@@ -1407,17 +1548,15 @@ static int node_cfg_check_cluster(struct node_cfg_ctx *c)
     static const char *const paths[] = { "cluster.data_dir", "cluster.ca",
                                          "cluster.cert", "cluster.key" };
     struct node_cfg_cluster *cl = &c->cfg->cluster;
+    int rv;
 
     cl->enabled = node_cfg_seen(c, "cluster");
     if (!cl->enabled) {
         return 0;
     }
-    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        const struct node_cfg_key *k = node_cfg_lookup(paths[i]);
-        if (((char *)node_cfg_field(k, c->cfg))[0] == '\0') {
-            return node_cfg_err(c, node_cfg_mark_of(c, paths[i]),
-                                "%s: must not be empty", paths[i]);
-        }
+    rv = node_cfg_check_nonempty(c, paths, sizeof(paths) / sizeof(paths[0]));
+    if (rv != 0) {
+        return rv;
     }
     if (2 * cl->heartbeat_timeout_ms >= cl->election_timeout_ms) {
         const char *at = node_cfg_seen(c, "cluster.heartbeat_timeout_ms")
@@ -1427,6 +1566,151 @@ static int node_cfg_check_cluster(struct node_cfg_ctx *c)
                             "cluster.heartbeat_timeout_ms (%u) must be below "
                             "half of cluster.election_timeout_ms (%u)",
                             cl->heartbeat_timeout_ms, cl->election_timeout_ms);
+    }
+    return 0;
+}
+
+/* Only https: the upstream sees client names and passwords. */
+static int node_cfg_check_url(struct node_cfg_ctx *c)
+{
+    static const char scheme[] = "https://";
+    const char *url = c->cfg->upstream.url;
+    char q[80];
+
+    if (strncmp(url, scheme, sizeof(scheme) - 1) == 0 &&
+        url[sizeof(scheme) - 1] != '\0' && strchr(url, ' ') == NULL) {
+        return 0;
+    }
+    node_cfg_quote(url, strlen(url), q, sizeof(q));
+    return node_cfg_err(c, node_cfg_mark_of(c, "upstream.url"),
+                        "upstream.url: '%s' is not an https:// URL "
+                        "(https://host[:port]/path, no spaces)",
+                        q);
+}
+
+/* A client identity is a certificate and its key: one without the other
+ * is a mistake, named by the key that is missing. */
+static int node_cfg_check_client_id(struct node_cfg_ctx *c)
+{
+    const struct node_cfg_upstream *u = &c->cfg->upstream;
+    bool has_cert = u->client_cert[0] != '\0';
+    bool has_key = u->client_key[0] != '\0';
+    const char *missing = "upstream.client_key";
+    const char *other = "upstream.client_cert";
+    char why[96];
+
+    if (has_cert == has_key) {
+        return 0;
+    }
+    if (has_key) {
+        missing = "upstream.client_cert";
+        other = "upstream.client_key";
+    }
+    if (node_cfg_seen(c, missing)) {
+        return node_cfg_err(c, node_cfg_mark_of(c, missing),
+                            "%s: must not be empty when %s is set (give "
+                            "both or neither)",
+                            missing, other);
+    }
+    snprintf(why, sizeof(why), " (needed when %s is set; give both or neither)",
+             other);
+    return node_cfg_missing(c, missing, why);
+}
+
+/* The upstream section: an https URL, a CA, timers that nest, and a
+ * decision deadline that leaves the cache fallback time to answer before
+ * decision.deadline_ms denies the client anyway. */
+static int node_cfg_check_upstream(struct node_cfg_ctx *c)
+{
+    static const char *const paths[] = { "upstream.url", "upstream.ca" };
+    struct node_cfg_upstream *u = &c->cfg->upstream;
+    uint64_t decision = c->cfg->decision_deadline_ms;
+    int rv;
+
+    u->enabled = node_cfg_seen(c, "upstream");
+    if (!u->enabled) {
+        return 0;
+    }
+    rv = node_cfg_check_nonempty(c, paths, sizeof(paths) / sizeof(paths[0]));
+    if (rv == 0) {
+        rv = node_cfg_check_url(c);
+    }
+    if (rv == 0) {
+        rv = node_cfg_check_client_id(c);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (u->connect_timeout_ms > u->timeout_ms) {
+        const char *at = node_cfg_seen(c, "upstream.connect_timeout_ms")
+                             ? "upstream.connect_timeout_ms"
+                             : "upstream.timeout_ms";
+        return node_cfg_err(c, node_cfg_mark_of(c, at),
+                            "upstream.connect_timeout_ms (%" PRIu64
+                            ") exceeds upstream.timeout_ms (%" PRIu64 ")",
+                            u->connect_timeout_ms, u->timeout_ms);
+    }
+    if (u->deadline_ms + NODE_CFG_FALLBACK_MS > decision) {
+        const char *at = node_cfg_seen(c, "upstream.deadline_ms")
+                             ? "upstream.deadline_ms"
+                             : "decision.deadline_ms";
+        return node_cfg_err(c, node_cfg_mark_of(c, at),
+                            "upstream.deadline_ms (%" PRIu64
+                            ") must be at least %u ms below "
+                            "decision.deadline_ms (%" PRIu64
+                            "): the cache fallback needs that time to "
+                            "answer before the connection's deadline denies "
+                            "the client",
+                            u->deadline_ms, NODE_CFG_FALLBACK_MS, decision);
+    }
+    return 0;
+}
+
+/* cache.file defaults to <state_dir>/answers.db, as http_socket does. */
+static int node_cfg_check_cache(struct node_cfg_ctx *c)
+{
+    struct node_cfg *cfg = c->cfg;
+    int n;
+
+    if (cfg->cache.file[0] != '\0') {
+        return 0;
+    }
+    n = snprintf(cfg->cache.file, sizeof(cfg->cache.file), "%s/answers.db",
+                 cfg->state_dir);
+    if (n < 0 || (size_t)n >= sizeof(cfg->cache.file)) {
+        return node_cfg_err(c, node_cfg_mark_of(c, "node.state_dir"),
+                            "node.state_dir: too long to derive cache.file "
+                            "from it");
+    }
+    return 0;
+}
+
+/* The Redis section: a host, and a key prefix that is one printable word
+ * (it is written into every key ovhad reads and writes). */
+static int node_cfg_check_redis(struct node_cfg_ctx *c)
+{
+    static const char *const paths[] = { "redis.host", "redis.key_prefix" };
+    struct node_cfg_redis *r = &c->cfg->redis;
+    char q[80];
+    int rv;
+
+    r->enabled = node_cfg_seen(c, "redis");
+    if (!r->enabled) {
+        return 0;
+    }
+    rv = node_cfg_check_nonempty(c, paths, sizeof(paths) / sizeof(paths[0]));
+    if (rv != 0) {
+        return rv;
+    }
+    for (const unsigned char *p = (const unsigned char *)r->key_prefix;
+         *p != '\0'; p++) {
+        if (*p <= ' ' || *p > '~') {
+            node_cfg_quote(r->key_prefix, strlen(r->key_prefix), q, sizeof(q));
+            return node_cfg_err(c, node_cfg_mark_of(c, "redis.key_prefix"),
+                                "redis.key_prefix: '%s' may only contain "
+                                "printable ASCII without spaces",
+                                q);
+        }
     }
     return 0;
 }
@@ -1500,6 +1784,15 @@ static int node_cfg_walk_doc(struct node_cfg_ctx *c)
     }
     if (rv == 0) {
         rv = node_cfg_check_cluster(c);
+    }
+    if (rv == 0) {
+        rv = node_cfg_check_upstream(c);
+    }
+    if (rv == 0) {
+        rv = node_cfg_check_cache(c);
+    }
+    if (rv == 0) {
+        rv = node_cfg_check_redis(c);
     }
     return rv;
 }
@@ -1638,6 +1931,21 @@ void node_cfg_free(struct node_cfg *cfg)
 
 /* ---- reload ----------------------------------------------------------- */
 
+/* The optional sections and where each records its presence. */
+struct node_cfg_optional {
+    const char *name;
+    size_t enabled;
+};
+
+static const struct node_cfg_optional node_cfg_optionals[] = {
+    { "cluster", offsetof(struct node_cfg, cluster.enabled) },
+    { "upstream", offsetof(struct node_cfg, upstream.enabled) },
+    { "redis", offsetof(struct node_cfg, redis.enabled) },
+};
+
+#define NODE_CFG_NOPTIONAL \
+    (sizeof(node_cfg_optionals) / sizeof(node_cfg_optionals[0]))
+
 static bool node_cfg_key_equal(const struct node_cfg_key *k,
                                const struct node_cfg *a,
                                const struct node_cfg *b)
@@ -1677,14 +1985,19 @@ int node_cfg_check_reload(const struct node_cfg *cur,
     if (errlen > 0) {
         errbuf[0] = '\0';
     }
-    /* Adding or removing the section is named as such, not by whichever
-     * of its keys happens to differ first. */
-    if (cur->cluster.enabled != next->cluster.enabled) {
-        snprintf(errbuf, errlen,
-                 "%s: cluster cannot change on reload (only log.* and "
-                 "policy.* can; restart ovhad)",
-                 next->path);
-        return OVHA_ECONFIG;
+    /* Adding or removing an optional section is named as such, not by
+     * whichever of its keys happens to differ first (or by none, when the
+     * added section holds only defaults). */
+    for (size_t i = 0; i < NODE_CFG_NOPTIONAL; i++) {
+        const struct node_cfg_optional *o = &node_cfg_optionals[i];
+        if (*(const bool *)((const char *)cur + o->enabled) !=
+            *(const bool *)((const char *)next + o->enabled)) {
+            snprintf(errbuf, errlen,
+                     "%s: %s cannot change on reload (only log.* and "
+                     "policy.* can; restart ovhad)",
+                     next->path, o->name);
+            return OVHA_ECONFIG;
+        }
     }
     for (size_t i = 0; i < NODE_CFG_NKEYS; i++) {
         const struct node_cfg_key *k = &node_cfg_keys[i];

@@ -107,6 +107,43 @@ struct node_cfg_cluster {
     bool refuse_excess; /* on_excess: refuse (true) or evict_oldest */
 };
 
+/* The upstream decision API (issue 5, docs/upstream.md). Absent section =
+ * rules from the local policy. None of it reloads. */
+struct node_cfg_upstream {
+    bool enabled;                /* the `upstream:` section is present */
+    char url[512];               /* https://host:port/v1/decide */
+    char ca[256];                /* CA that verifies the server (PEM) */
+    char client_cert[256];       /* optional client identity (PEM); */
+    char client_key[256];        /*   both or neither */
+    uint64_t connect_timeout_ms; /* per attempt; 500 */
+    uint64_t timeout_ms;         /* per attempt, total; 1500 */
+    unsigned retries;            /* extra attempts; 0 */
+    uint64_t backoff_ms;         /* retry backoff base; 50 */
+    unsigned max_concurrency;    /* requests in flight; 16 */
+    unsigned breaker_failures;   /* consecutive failures to open; 5 */
+    uint64_t breaker_open_ms;    /* open before the probe; 5000 */
+    uint64_t max_body;           /* answer bytes; 65536 */
+    uint64_t deadline_ms;        /* per decision, then fallback; 2000 */
+};
+
+/* Cache tiers in front of the upstream (used only with `upstream:`). */
+struct node_cfg_cache {
+    unsigned memory_entries; /* in-process LRU; 100000 */
+    char file[256];          /* SQLite fallback; <state_dir>/answers.db */
+    uint64_t max_stale_s;    /* fallback answers at most this old; 86400 */
+};
+
+/* Optional shared Redis tier. Absent section = no Redis. */
+struct node_cfg_redis {
+    bool enabled;
+    char host[256];              /* 127.0.0.1 */
+    unsigned port;               /* 6379 */
+    char password_file[256];     /* AUTH secret, first line; "" = none */
+    char key_prefix[64];         /* "ovha:" */
+    uint64_t connect_timeout_ms; /* 1000 */
+    uint64_t timeout_ms;         /* a GET slower than this is a miss; 100 */
+};
+
 struct node_cfg {
     char path[4096]; /* the file this was read from */
 
@@ -129,6 +166,9 @@ struct node_cfg {
     struct node_cfg_openvpn openvpn;
     struct node_cfg_policy policy;
     struct node_cfg_cluster cluster;
+    struct node_cfg_upstream upstream;
+    struct node_cfg_cache cache;
+    struct node_cfg_redis redis;
 };
 
 /* Parses path into a new config. On error returns OVHA_ECONFIG (or

@@ -645,6 +645,523 @@ static void node_test_cluster_reload(void **state)
     node_cfg_free(cur);
 }
 
+/* ---- the upstream, cache and redis sections --------------------------- */
+
+#define NODE_TEST_UP                              \
+    NODE_TEST_BASE                                \
+    "upstream:\n"                                 \
+    "  url: https://198.18.0.50:8443/v1/decide\n" \
+    "  ca: /etc/ovha/upstream-ca.crt\n"
+
+/* Without the sections: upstream and Redis off, every default in place,
+ * and cache.file under the default state_dir. */
+static void node_test_upstream_defaults(void **state)
+{
+    (void)state;
+    struct node_cfg *cfg = node_test_load_ok(node_test_minimal);
+    const struct node_cfg_upstream *u = &cfg->upstream;
+    const struct node_cfg_redis *r = &cfg->redis;
+
+    assert_false(u->enabled);
+    assert_string_equal(u->url, "");
+    assert_string_equal(u->ca, "");
+    assert_string_equal(u->client_cert, "");
+    assert_string_equal(u->client_key, "");
+    assert_int_equal(u->connect_timeout_ms, 500);
+    assert_int_equal(u->timeout_ms, 1500);
+    assert_int_equal(u->retries, 0);
+    assert_int_equal(u->backoff_ms, 50);
+    assert_int_equal(u->max_concurrency, 16);
+    assert_int_equal(u->breaker_failures, 5);
+    assert_int_equal(u->breaker_open_ms, 5000);
+    assert_int_equal(u->max_body, 65536);
+    assert_int_equal(u->deadline_ms, 2000);
+    assert_int_equal(cfg->cache.memory_entries, 100000);
+    assert_string_equal(cfg->cache.file, "/run/ovha/answers.db");
+    assert_int_equal(cfg->cache.max_stale_s, 86400);
+    assert_false(r->enabled);
+    assert_string_equal(r->host, "127.0.0.1");
+    assert_int_equal(r->port, 6379);
+    assert_string_equal(r->password_file, "");
+    assert_string_equal(r->key_prefix, "ovha:");
+    assert_int_equal(r->connect_timeout_ms, 1000);
+    assert_int_equal(r->timeout_ms, 100);
+    node_cfg_free(cfg);
+
+    /* Only the required keys, and empty cache/redis sections: both
+     * sections on, defaults as above. */
+    cfg = node_test_load_ok(NODE_TEST_UP "cache:\nredis:\n");
+    assert_true(cfg->upstream.enabled);
+    assert_string_equal(cfg->upstream.url,
+                        "https://198.18.0.50:8443/v1/decide");
+    assert_string_equal(cfg->upstream.ca, "/etc/ovha/upstream-ca.crt");
+    assert_string_equal(cfg->upstream.client_cert, "");
+    assert_int_equal(cfg->upstream.timeout_ms, 1500);
+    assert_int_equal(cfg->upstream.deadline_ms, 2000);
+    assert_int_equal(cfg->cache.memory_entries, 100000);
+    assert_string_equal(cfg->cache.file, "/run/ovha/answers.db");
+    assert_true(cfg->redis.enabled);
+    assert_string_equal(cfg->redis.host, "127.0.0.1");
+    assert_int_equal(cfg->redis.port, 6379);
+    assert_string_equal(cfg->redis.key_prefix, "ovha:");
+    /* The local policy still parses and still gives the pool. */
+    assert_string_equal(cfg->policy.pool.addr, "100.64.0.0");
+    node_cfg_free(cfg);
+}
+
+static void node_test_upstream_full(void **state)
+{
+    (void)state;
+    struct node_cfg *cfg =
+        node_test_load_ok(NODE_TEST_UP
+                          "  client_cert: /etc/ovha/gw1-up.crt\n"
+                          "  client_key: /etc/ovha/gw1-up.key\n"
+                          "  connect_timeout_ms: 250\n"
+                          "  timeout_ms: 900\n"
+                          "  retries: 2\n"
+                          "  backoff_ms: 75\n"
+                          "  max_concurrency: 64\n"
+                          "  breaker_failures: 9\n"
+                          "  breaker_open_ms: 12000\n"
+                          "  max_body: 131072\n"
+                          "  deadline_ms: 2800\n" /* 2800 + 200 = 3000 */
+                          "cache:\n"
+                          "  memory_entries: 0\n"
+                          "  file: /var/lib/ovha/answers.sqlite\n"
+                          "  max_stale_s: 3600\n"
+                          "redis:\n"
+                          "  host: 198.18.0.60\n"
+                          "  port: 6380\n"
+                          "  password_file: /etc/ovha/redis.pass\n"
+                          "  key_prefix: \"eu-west/ovha:{gw}~\"\n"
+                          "  connect_timeout_ms: 60000\n"
+                          "  timeout_ms: 10000\n");
+    const struct node_cfg_upstream *u = &cfg->upstream;
+    const struct node_cfg_redis *r = &cfg->redis;
+
+    assert_true(u->enabled);
+    assert_string_equal(u->url, "https://198.18.0.50:8443/v1/decide");
+    assert_string_equal(u->ca, "/etc/ovha/upstream-ca.crt");
+    assert_string_equal(u->client_cert, "/etc/ovha/gw1-up.crt");
+    assert_string_equal(u->client_key, "/etc/ovha/gw1-up.key");
+    assert_int_equal(u->connect_timeout_ms, 250);
+    assert_int_equal(u->timeout_ms, 900);
+    assert_int_equal(u->retries, 2);
+    assert_int_equal(u->backoff_ms, 75);
+    assert_int_equal(u->max_concurrency, 64);
+    assert_int_equal(u->breaker_failures, 9);
+    assert_int_equal(u->breaker_open_ms, 12000);
+    assert_int_equal(u->max_body, 131072);
+    assert_int_equal(u->deadline_ms, 2800);
+    assert_int_equal(cfg->cache.memory_entries, 0);
+    assert_string_equal(cfg->cache.file, "/var/lib/ovha/answers.sqlite");
+    assert_int_equal(cfg->cache.max_stale_s, 3600);
+    assert_true(r->enabled);
+    assert_string_equal(r->host, "198.18.0.60");
+    assert_int_equal(r->port, 6380);
+    assert_string_equal(r->password_file, "/etc/ovha/redis.pass");
+    assert_string_equal(r->key_prefix, "eu-west/ovha:{gw}~");
+    assert_int_equal(r->connect_timeout_ms, 60000);
+    assert_int_equal(r->timeout_ms, 10000);
+    node_cfg_free(cfg);
+
+    /* The bounds themselves are accepted; a redis section works without
+     * an upstream one, a cache section too. */
+    cfg = node_test_load_ok(NODE_TEST_BASE
+                            "upstream: {url: \"https://h\", ca: /a, "
+                            "connect_timeout_ms: 60000, timeout_ms: 60000, "
+                            "retries: 10, backoff_ms: 10000, "
+                            "max_concurrency: 1024, breaker_failures: 1000, "
+                            "breaker_open_ms: 600000, max_body: 16777216, "
+                            "deadline_ms: 50}\n"
+                            "cache: {memory_entries: 10000000, "
+                            "max_stale_s: 31536000}\n");
+    assert_int_equal(cfg->upstream.connect_timeout_ms, 60000);
+    assert_int_equal(cfg->upstream.retries, 10);
+    assert_int_equal(cfg->upstream.max_body, 16777216);
+    assert_int_equal(cfg->upstream.deadline_ms, 50);
+    assert_int_equal(cfg->cache.memory_entries, 10000000);
+    assert_int_equal(cfg->cache.max_stale_s, 31536000);
+    assert_false(cfg->redis.enabled);
+    node_cfg_free(cfg);
+    cfg = node_test_load_ok(NODE_TEST_BASE
+                            "redis: {port: 1, key_prefix: \"!\", "
+                            "timeout_ms: 1, connect_timeout_ms: 1}\n");
+    assert_false(cfg->upstream.enabled);
+    assert_true(cfg->redis.enabled);
+    assert_int_equal(cfg->redis.port, 1);
+    assert_string_equal(cfg->redis.key_prefix, "!");
+    node_cfg_free(cfg);
+}
+
+/* cache.file follows node.state_dir unless it is set. */
+static void node_test_cache_file(void **state)
+{
+    (void)state;
+    char yaml[1024], err[512], dir[300];
+    struct node_cfg *cfg = node_test_load_ok(
+        "node: {id: a, state_dir: /srv/ovha/gw7}\n"
+        "openvpn: {config: /o, network: 100.64.0.0/24}\n");
+    assert_string_equal(cfg->cache.file, "/srv/ovha/gw7/answers.db");
+    assert_string_equal(cfg->http_socket, "/srv/ovha/gw7/ovhad.sock");
+    node_cfg_free(cfg);
+
+    /* An empty value means the default, as for http_socket. */
+    cfg = node_test_load_ok(
+        "node: {id: a, state_dir: /srv/x}\n"
+        "openvpn: {config: /o, network: 100.64.0.0/24}\n"
+        "cache: {file: \"\"}\n");
+    assert_string_equal(cfg->cache.file, "/srv/x/answers.db");
+    node_cfg_free(cfg);
+
+    /* A state_dir too long for the derived name is named: 245 bytes and
+     * "/answers.db" (11) do not fit in 255. */
+    dir[0] = '/';
+    memset(dir + 1, 'd', 244);
+    dir[245] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             "node: {id: a, state_dir: %s, http_socket: /s}\n"
+             "openvpn: {config: /o, network: 100.64.0.0/24}\n",
+             dir);
+    cfg = NULL;
+    assert_int_equal(
+        node_cfg_load_string("t.yaml", yaml, &cfg, err, sizeof(err)),
+        OVHA_ECONFIG);
+    assert_null(cfg);
+    assert_string_equal(err,
+                        "t.yaml:1:26: node.state_dir: too long to derive "
+                        "cache.file from it");
+    /* One byte less fits exactly, and an explicit file needs no room. */
+    dir[244] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             "node: {id: a, state_dir: %s, http_socket: /s}\n"
+             "openvpn: {config: /o, network: 100.64.0.0/24}\n",
+             dir);
+    cfg = node_test_load_ok(yaml);
+    assert_int_equal(strlen(cfg->cache.file), 255);
+    node_cfg_free(cfg);
+    dir[244] = 'd';
+    snprintf(yaml, sizeof(yaml),
+             "node: {id: a, state_dir: %s, http_socket: /s}\n"
+             "openvpn: {config: /o, network: 100.64.0.0/24}\n"
+             "cache: {file: /c.db}\n",
+             dir);
+    cfg = node_test_load_ok(yaml);
+    assert_string_equal(cfg->cache.file, "/c.db");
+    node_cfg_free(cfg);
+}
+
+/* upstream.url holds at most 511 bytes. */
+static void node_test_upstream_long_url(void **state)
+{
+    (void)state;
+    char url[600], yaml[1024], err[512];
+    struct node_cfg *cfg = NULL;
+
+    memcpy(url, "https://", 8);
+    memset(url + 8, 'h', 504);
+    url[512] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             NODE_TEST_BASE "upstream:\n  ca: /a\n  url: %s\n", url);
+    assert_int_equal(
+        node_cfg_load_string("t.yaml", yaml, &cfg, err, sizeof(err)),
+        OVHA_ECONFIG);
+    assert_null(cfg);
+    assert_string_equal(err,
+                        "t.yaml:5:8: upstream.url: longer than 511 "
+                        "bytes");
+    url[511] = '\0';
+    snprintf(yaml, sizeof(yaml),
+             NODE_TEST_BASE "upstream:\n  ca: /a\n  url: %s\n", url);
+    cfg = node_test_load_ok(yaml);
+    assert_int_equal(strlen(cfg->upstream.url), 511);
+    node_cfg_free(cfg);
+}
+
+#define NODE_TEST_WHY                                                       \
+    "the cache fallback needs that time to answer before the connection's " \
+    "deadline denies the client"
+
+static const struct node_test_bad node_test_upstream_bads[] = {
+    /* Required keys, only when the section is there. */
+    { NODE_TEST_BASE "upstream:\n",
+      "t.yaml:3:10: missing required key 'upstream.url'" },
+    { NODE_TEST_BASE "upstream:\n  ca: /a\n",
+      "t.yaml:4:3: missing required key 'upstream.url'" },
+    { NODE_TEST_BASE "upstream: {url: \"https://h/\"}\n",
+      "t.yaml:3:11: missing required key 'upstream.ca'" },
+    { NODE_TEST_BASE "upstream:\n  url:\n  ca: /a\n",
+      "t.yaml:4:7: upstream.url: must not be empty" },
+    { NODE_TEST_BASE "upstream:\n  url: https://h/\n  ca: \"\"\n",
+      "t.yaml:5:7: upstream.ca: must not be empty" },
+    /* Only https. */
+    { NODE_TEST_BASE "upstream: {url: \"http://h/v1/decide\", ca: /a}\n",
+      "t.yaml:3:17: upstream.url: 'http://h/v1/decide' is not an https:// "
+      "URL (https://host[:port]/path, no spaces)" },
+    { NODE_TEST_BASE "upstream: {url: \"HTTPS://h/\", ca: /a}\n",
+      "t.yaml:3:17: upstream.url: 'HTTPS://h/' is not an https:// URL "
+      "(https://host[:port]/path, no spaces)" },
+    { NODE_TEST_BASE "upstream: {url: \"https://\", ca: /a}\n",
+      "t.yaml:3:17: upstream.url: 'https://' is not an https:// URL "
+      "(https://host[:port]/path, no spaces)" },
+    { NODE_TEST_BASE "upstream: {url: \"https://h/a b\", ca: /a}\n",
+      "t.yaml:3:17: upstream.url: 'https://h/a b' is not an https:// URL "
+      "(https://host[:port]/path, no spaces)" },
+    { NODE_TEST_BASE "upstream: {url: \"https://h/\\n\", ca: /a}\n",
+      "t.yaml:3:17: upstream.url: 'https://h/\\x0a' contains a control "
+      "character" },
+    /* A client identity is both files or none. */
+    { NODE_TEST_UP "  client_cert: /c.crt\n",
+      "t.yaml:4:3: missing required key 'upstream.client_key' (needed when "
+      "upstream.client_cert is set; give both or neither)" },
+    { NODE_TEST_UP "  client_key: /c.key\n",
+      "t.yaml:4:3: missing required key 'upstream.client_cert' (needed when "
+      "upstream.client_key is set; give both or neither)" },
+    { NODE_TEST_UP "  client_cert: /c.crt\n  client_key: \"\"\n",
+      "t.yaml:7:15: upstream.client_key: must not be empty when "
+      "upstream.client_cert is set (give both or neither)" },
+    /* Unknown and duplicate keys, wrong shapes. */
+    { NODE_TEST_UP "  colour: red\n",
+      "t.yaml:6:3: unknown key 'colour' in section 'upstream'" },
+    { NODE_TEST_UP "  deadline: 100\n",
+      "t.yaml:6:3: unknown key 'deadline' in section 'upstream'" },
+    { NODE_TEST_UP "  url: https://x/\n",
+      "t.yaml:6:3: duplicate key 'url' in section 'upstream' (first at "
+      "4:3)" },
+    { NODE_TEST_BASE "upstream: [1]\n",
+      "t.yaml:3:11: section 'upstream' must be a mapping" },
+    { NODE_TEST_BASE "upstream.url: https://h/\n",
+      "t.yaml:3:1: unknown top-level key 'upstream.url'" },
+    { NODE_TEST_UP "  retries: \"2\"\n",
+      "t.yaml:6:12: upstream.retries: expected an integer, got '2'" },
+    /* Bounds. */
+    { NODE_TEST_UP "  connect_timeout_ms: 0\n",
+      "t.yaml:6:23: upstream.connect_timeout_ms: 0 is out of range [1, "
+      "60000]" },
+    { NODE_TEST_UP "  timeout_ms: 60001\n",
+      "t.yaml:6:15: upstream.timeout_ms: 60001 is out of range [1, 60000]" },
+    { NODE_TEST_UP "  retries: 11\n",
+      "t.yaml:6:12: upstream.retries: 11 is out of range [0, 10]" },
+    { NODE_TEST_UP "  backoff_ms: 0\n",
+      "t.yaml:6:15: upstream.backoff_ms: 0 is out of range [1, 10000]" },
+    { NODE_TEST_UP "  backoff_ms: 10001\n",
+      "t.yaml:6:15: upstream.backoff_ms: 10001 is out of range [1, 10000]" },
+    { NODE_TEST_UP "  max_concurrency: 1025\n",
+      "t.yaml:6:20: upstream.max_concurrency: 1025 is out of range [1, "
+      "1024]" },
+    { NODE_TEST_UP "  max_concurrency: 0\n",
+      "t.yaml:6:20: upstream.max_concurrency: 0 is out of range [1, 1024]" },
+    { NODE_TEST_UP "  breaker_failures: 0\n",
+      "t.yaml:6:21: upstream.breaker_failures: 0 is out of range [1, "
+      "1000]" },
+    { NODE_TEST_UP "  breaker_failures: 1001\n",
+      "t.yaml:6:21: upstream.breaker_failures: 1001 is out of range [1, "
+      "1000]" },
+    { NODE_TEST_UP "  breaker_open_ms: 99\n",
+      "t.yaml:6:20: upstream.breaker_open_ms: 99 is out of range [100, "
+      "600000]" },
+    { NODE_TEST_UP "  breaker_open_ms: 600001\n",
+      "t.yaml:6:20: upstream.breaker_open_ms: 600001 is out of range [100, "
+      "600000]" },
+    { NODE_TEST_UP "  max_body: 1023\n",
+      "t.yaml:6:13: upstream.max_body: 1023 is out of range [1024, "
+      "16777216]" },
+    { NODE_TEST_UP "  max_body: 16777217\n",
+      "t.yaml:6:13: upstream.max_body: 16777217 is out of range [1024, "
+      "16777216]" },
+    { NODE_TEST_UP "  deadline_ms: 49\n",
+      "t.yaml:6:16: upstream.deadline_ms: 49 is out of range [50, 60000]" },
+    { NODE_TEST_UP "  deadline_ms: 60001\n",
+      "t.yaml:6:16: upstream.deadline_ms: 60001 is out of range [50, "
+      "60000]" },
+    /* Timers that must nest. */
+    { NODE_TEST_UP "  connect_timeout_ms: 2000\n",
+      "t.yaml:6:23: upstream.connect_timeout_ms (2000) exceeds "
+      "upstream.timeout_ms (1500)" },
+    { NODE_TEST_UP "  timeout_ms: 400\n",
+      "t.yaml:6:15: upstream.connect_timeout_ms (500) exceeds "
+      "upstream.timeout_ms (400)" },
+    { NODE_TEST_UP "  deadline_ms: 2801\n",
+      "t.yaml:6:16: upstream.deadline_ms (2801) must be at least 200 ms "
+      "below decision.deadline_ms (3000): " NODE_TEST_WHY },
+    { NODE_TEST_BASE "decision: {deadline_ms: 2199}\n"
+                     "upstream: {url: \"https://h/\", ca: /a}\n",
+      "t.yaml:3:25: upstream.deadline_ms (2000) must be at least 200 ms "
+      "below decision.deadline_ms (2199): " NODE_TEST_WHY },
+    /* cache */
+    { NODE_TEST_BASE "cache: {memory_entries: 10000001}\n",
+      "t.yaml:3:25: cache.memory_entries: 10000001 is out of range [0, "
+      "10000000]" },
+    { NODE_TEST_BASE "cache: {max_stale_s: 31536001}\n",
+      "t.yaml:3:22: cache.max_stale_s: 31536001 is out of range [0, "
+      "31536000]" },
+    { NODE_TEST_BASE "cache: {ttl: 5}\n",
+      "t.yaml:3:9: unknown key 'ttl' in section 'cache'" },
+    { NODE_TEST_BASE "cache: 5\n",
+      "t.yaml:3:8: section 'cache' must be a mapping" },
+    /* redis */
+    { NODE_TEST_BASE "redis: {key_prefix: \"a b\"}\n",
+      "t.yaml:3:21: redis.key_prefix: 'a b' may only contain printable "
+      "ASCII without spaces" },
+    { NODE_TEST_BASE "redis: {key_prefix: \"ovha\\u00e9\"}\n",
+      "t.yaml:3:21: redis.key_prefix: 'ovha\\xc3\\xa9' may only contain "
+      "printable ASCII without spaces" },
+    { NODE_TEST_BASE "redis: {key_prefix: \"a\\tb\"}\n",
+      "t.yaml:3:21: redis.key_prefix: 'a\\x09b' contains a control "
+      "character" },
+    { NODE_TEST_BASE "redis: {key_prefix: \"\"}\n",
+      "t.yaml:3:21: redis.key_prefix: must not be empty" },
+    { NODE_TEST_BASE "redis: {key_prefix: "
+                     "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+                     "kkkkkkkkk}\n",
+      "t.yaml:3:21: redis.key_prefix: longer than 63 bytes" },
+    { NODE_TEST_BASE "redis: {host: \"\"}\n",
+      "t.yaml:3:15: redis.host: must not be empty" },
+    { NODE_TEST_BASE "redis: {port: 0}\n",
+      "t.yaml:3:15: redis.port: 0 is out of range [1, 65535]" },
+    { NODE_TEST_BASE "redis: {port: 65536}\n",
+      "t.yaml:3:15: redis.port: 65536 is out of range [1, 65535]" },
+    { NODE_TEST_BASE "redis: {connect_timeout_ms: 60001}\n",
+      "t.yaml:3:29: redis.connect_timeout_ms: 60001 is out of range [1, "
+      "60000]" },
+    { NODE_TEST_BASE "redis: {timeout_ms: 0}\n",
+      "t.yaml:3:21: redis.timeout_ms: 0 is out of range [1, 10000]" },
+    { NODE_TEST_BASE "redis: {timeout_ms: 10001}\n",
+      "t.yaml:3:21: redis.timeout_ms: 10001 is out of range [1, 10000]" },
+    { NODE_TEST_BASE "redis: {password: x}\n",
+      "t.yaml:3:9: unknown key 'password' in section 'redis'" },
+};
+
+static void node_test_upstream_errors(void **state)
+{
+    (void)state;
+    size_t n =
+        sizeof(node_test_upstream_bads) / sizeof(node_test_upstream_bads[0]);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct node_cfg *cfg = NULL;
+        char err[512];
+        int rv = node_cfg_load_string("t.yaml", node_test_upstream_bads[i].yaml,
+                                      &cfg, err, sizeof(err));
+        if (rv != OVHA_ECONFIG ||
+            strcmp(err, node_test_upstream_bads[i].err) != 0) {
+            print_error("case %zu: rv=%d\n  got:  %s\n  want: %s\n", i, rv, err,
+                        node_test_upstream_bads[i].err);
+            bad++;
+        }
+        assert_null(cfg);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* No key of the three sections reloads; adding or dropping upstream or
+ * redis is named by the section. */
+static void node_test_upstream_reload(void **state)
+{
+    (void)state;
+    static const char full[] = NODE_TEST_UP
+        "  client_cert: /up.crt\n"
+        "  client_key: /up.key\n"
+        "  retries: 1\n"
+        "cache:\n"
+        "  memory_entries: 500\n"
+        "  max_stale_s: 600\n"
+        "redis:\n"
+        "  port: 6380\n"
+        "  key_prefix: \"gw:\"\n"
+        "policy: {default: deny}\n";
+    struct {
+        const char *from, *to, *key;
+    } changes[] = {
+        { "https://198.18.0.50:8443/v1/decide",
+          "https://198.18.0.51:8443/v1/decide", "upstream.url" },
+        { "upstream-ca.crt", "other-ca.crt", "upstream.ca" },
+        { "/up.crt", "/up2.crt", "upstream.client_cert" },
+        { "/up.key", "/up2.key", "upstream.client_key" },
+        { "retries: 1", "retries: 2", "upstream.retries" },
+        { "  retries: 1\n", "  retries: 1\n  deadline_ms: 2500\n",
+          "upstream.deadline_ms" },
+        { "  retries: 1\n", "  retries: 1\n  max_body: 2048\n",
+          "upstream.max_body" },
+        { "memory_entries: 500", "memory_entries: 501",
+          "cache.memory_entries" },
+        { "  max_stale_s: 600\n", "  max_stale_s: 600\n  file: /c.db\n",
+          "cache.file" },
+        { "max_stale_s: 600", "max_stale_s: 601", "cache.max_stale_s" },
+        { "port: 6380", "port: 6381", "redis.port" },
+        { "\"gw:\"", "\"gw2:\"", "redis.key_prefix" },
+        { "  port: 6380\n", "  port: 6380\n  host: 198.18.0.61\n",
+          "redis.host" },
+        { "  port: 6380\n", "  port: 6380\n  password_file: /p\n",
+          "redis.password_file" },
+        { "  port: 6380\n", "  port: 6380\n  timeout_ms: 99\n",
+          "redis.timeout_ms" },
+        /* The whole redis section, removed; then the cache section
+         * dropped with its values back at the defaults is a change of
+         * values, named by the first one. */
+        { "redis:\n  port: 6380\n  key_prefix: \"gw:\"\n", "", "redis" },
+        { "cache:\n  memory_entries: 500\n  max_stale_s: 600\n", "",
+          "cache.memory_entries" },
+        /* policy.* still reloads next to these sections. */
+        { "policy: {default: deny}", "policy: {default: allow}", NULL },
+    };
+    struct node_cfg *cur = node_test_load_ok(full), *next;
+    struct ovha_buf b;
+    char err[512], want[256];
+
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+        const char *at = strstr(full, changes[i].from);
+        assert_non_null(at);
+        ovha_buf_init(&b);
+        ovha_buf_append(&b, full, (size_t)(at - full));
+        ovha_buf_appends(&b, changes[i].to);
+        ovha_buf_appends(&b, at + strlen(changes[i].from));
+        next = node_test_load_ok(b.data);
+        int rv = node_cfg_check_reload(cur, next, err, sizeof(err));
+        if (changes[i].key == NULL) {
+            assert_int_equal(rv, 0);
+        } else {
+            snprintf(want, sizeof(want),
+                     "t.yaml: %s cannot change on reload (only log.* and "
+                     "policy.* can; restart ovhad)",
+                     changes[i].key);
+            assert_int_equal(rv, OVHA_ECONFIG);
+            assert_string_equal(err, want);
+        }
+        node_cfg_free(next);
+        ovha_buf_free(&b);
+    }
+
+    /* Adding an upstream or a redis section that holds only defaults is
+     * still a change, named by the section. */
+    struct node_cfg *plain = node_test_load_ok(NODE_TEST_BASE);
+    next = node_test_load_ok(NODE_TEST_BASE "redis:\n");
+    assert_int_equal(node_cfg_check_reload(plain, next, err, sizeof(err)),
+                     OVHA_ECONFIG);
+    assert_string_equal(err,
+                        "t.yaml: redis cannot change on reload (only log.* "
+                        "and policy.* can; restart ovhad)");
+    node_cfg_free(next);
+    next = node_test_load_ok(NODE_TEST_UP);
+    assert_int_equal(node_cfg_check_reload(plain, next, err, sizeof(err)),
+                     OVHA_ECONFIG);
+    assert_string_equal(err,
+                        "t.yaml: upstream cannot change on reload (only log.* "
+                        "and policy.* can; restart ovhad)");
+    assert_int_equal(node_cfg_check_reload(next, plain, err, sizeof(err)),
+                     OVHA_ECONFIG);
+    assert_string_equal(err,
+                        "t.yaml: upstream cannot change on reload (only log.* "
+                        "and policy.* can; restart ovhad)");
+    node_cfg_free(next);
+    /* An empty cache section is the defaults: nothing changed. */
+    next = node_test_load_ok(NODE_TEST_BASE "cache:\n");
+    assert_int_equal(node_cfg_check_reload(plain, next, err, sizeof(err)), 0);
+    node_cfg_free(next);
+    node_cfg_free(plain);
+    node_cfg_free(cur);
+}
+
 static void node_test_errors(void **state)
 {
     (void)state;
@@ -860,6 +1377,12 @@ int node_test_config(void)
         cmocka_unit_test(node_test_cluster_defaults),
         cmocka_unit_test(node_test_cluster_errors),
         cmocka_unit_test(node_test_cluster_reload),
+        cmocka_unit_test(node_test_upstream_defaults),
+        cmocka_unit_test(node_test_upstream_full),
+        cmocka_unit_test(node_test_cache_file),
+        cmocka_unit_test(node_test_upstream_long_url),
+        cmocka_unit_test(node_test_upstream_errors),
+        cmocka_unit_test(node_test_upstream_reload),
     };
     return cmocka_run_group_tests_name("node_config", tests, NULL, NULL);
 }
