@@ -471,6 +471,10 @@ static void upstream_attempt_done(struct upstream_req *r, CURLcode rc)
         status = -EPROTO;
         retry = true;
         snprintf(r->errbuf, sizeof(r->errbuf), "http %ld", code);
+    } else if (rc == CURLE_OK && code == 200 && u->cfg.accept != NULL &&
+               u->cfg.accept(r->body.data != NULL ? r->body.data : "",
+                             r->body.len, r->errbuf, sizeof(r->errbuf)) != 0) {
+        status = -EBADMSG;
     } else if (rc != CURLE_OK) {
         status = upstream_map_error(r, rc, &retry);
         if (r->errbuf[0] == '\0') {

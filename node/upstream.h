@@ -38,6 +38,11 @@ struct node_upstream_config {
     unsigned breaker_failures;            /* to open the circuit [5] */
     uint64_t breaker_open_ms;             /* before the probe [5000] */
     size_t max_body;                      /* response bytes [1 MiB] */
+    /* Optional judge of a 200 answer's body: nonzero (with a short reason
+     * in err) makes the attempt a failure, -EBADMSG, that counts for the
+     * breaker (an upstream returning garbage trips it like one returning
+     * 500) and is not retried. */
+    int (*accept)(const char *body, size_t len, char *err, size_t errlen);
 };
 
 struct node_upstream;
@@ -51,6 +56,8 @@ struct node_upstream;
  *                   dropped connection, or a 5xx after the last retry; for a
  *                   5xx http_code and body are those of the last answer
  *   OVHA_ELIMIT     the response body exceeded max_body
+ *   -EBADMSG        cfg.accept refused a 200 answer; http_code and body
+ *                   are valid, err holds accept's reason
  *   -EAGAIN         the breaker is open: the request was not sent
  *   OVHA_ECLOSED    node_upstream_close() ran before the request finished
  *   -ENOMEM
