@@ -107,6 +107,66 @@ static void node_api_kill(struct node_http_req *r, void *data)
                            json_pack("{s:I}", "killed", (json_int_t)killed));
 }
 
+static void node_api_put(json_t *o, const char *key, uint64_t v)
+{
+    json_object_set_new(o, key, json_integer((json_int_t)v));
+}
+
+static json_t *node_api_upstream_json(const struct node_tiers_stats *st)
+{
+    static const char *const breaker[] = { "closed", "open", "half-open" };
+    static const char *const le[] = { "le_5ms",   "le_25ms",   "le_100ms",
+                                      "le_500ms", "le_2500ms", "all" };
+    json_t *o = json_object();
+    json_t *lat = json_object();
+    if (o == NULL || lat == NULL) {
+        json_decref(o);
+        json_decref(lat);
+        return NULL;
+    }
+    node_api_put(o, "lookups", st->lookups);
+    node_api_put(o, "hits_memory", st->hits_memory);
+    node_api_put(o, "hits_redis", st->hits_redis);
+    node_api_put(o, "shared", st->shared);
+    node_api_put(o, "upstream_requests", st->upstream_requests);
+    node_api_put(o, "upstream_answers", st->upstream_answers);
+    node_api_put(o, "upstream_failures", st->upstream_failures);
+    node_api_put(o, "malformed", st->malformed);
+    node_api_put(o, "deadline", st->deadline);
+    node_api_put(o, "fallback_memory", st->fallback_memory);
+    node_api_put(o, "fallback_file", st->fallback_file);
+    node_api_put(o, "fallback_denied", st->fallback_denied);
+    node_api_put(o, "file_errors", st->file_errors);
+    node_api_put(o, "memory_entries", st->memory_entries);
+    node_api_put(o, "breaker_opens", st->breaker_opens);
+    json_object_set_new(o, "breaker",
+                        json_string(breaker[st->breaker_state % 3]));
+    json_object_set_new(o, "redis",
+                        json_string(!st->redis_enabled    ? "disabled"
+                                    : st->redis_connected ? "connected"
+                                                          : "disconnected"));
+    node_api_put(lat, "sum_ms", st->latency_ms_sum);
+    node_api_put(lat, "count", st->latency_count);
+    for (size_t i = 0; i < 6; i++) {
+        node_api_put(lat, le[i], st->latency_le_ms[i]);
+    }
+    json_object_set_new(o, "latency", lat);
+    return o;
+}
+
+/* Counters of the upstream and its cache tiers. */
+static void node_api_upstream(struct node_http_req *r, void *data)
+{
+    struct node *n = data;
+    struct node_tiers_stats st;
+    if (n->tiers == NULL) {
+        node_api_error(r, 409, "no upstream configured");
+        return;
+    }
+    node_tiers_get_stats(n->tiers, &st);
+    node_http_respond_json(r, 200, node_api_upstream_json(&st));
+}
+
 int node_api_register(struct node *n)
 {
     int rv = node_http_route(n->http, "GET", "/healthz", node_api_healthz, n);
@@ -117,6 +177,10 @@ int node_api_register(struct node *n)
     if (rv == 0) {
         rv = node_http_route(n->http, "POST", "/v1/sessions/kill",
                              node_api_kill, n);
+    }
+    if (rv == 0) {
+        rv = node_http_route(n->http, "GET", "/v1/upstream", node_api_upstream,
+                             n);
     }
     return rv;
 }

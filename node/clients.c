@@ -223,9 +223,10 @@ static void node_clients_send_auth(struct node_clients *c,
     c->stats.allowed++;
     LOG_INFO("decide",
              "allow cn=\"%s\" cid=%llu kid=%u ip=%s routes=%zu "
-             "iroutes=%zu",
+             "iroutes=%zu source=%s",
              node_clients_q(p->cn, q, sizeof(q)), (unsigned long long)p->cid,
-             p->kid, d->ip, d->nroutes, d->niroutes);
+             p->kid, d->ip, d->nroutes, d->niroutes,
+             d->source != NULL ? d->source : "-");
 }
 
 /* REAUTH: a client-auth block would be ignored by openvpn, so an allow
@@ -268,9 +269,10 @@ static void node_clients_decided_cb(const struct node_decision *d, void *data)
         node_clients_send_auth(c, p, d);
     } else {
         c->stats.denied++;
-        LOG_INFO("decide", "deny cn=\"%s\" cid=%llu kid=%u reason=\"%s\"",
-                 node_clients_q(p->cn, q, sizeof(q)),
-                 (unsigned long long)p->cid, p->kid, d->reason);
+        LOG_INFO(
+            "decide", "deny cn=\"%s\" cid=%llu kid=%u reason=\"%s\" source=%s",
+            node_clients_q(p->cn, q, sizeof(q)), (unsigned long long)p->cid,
+            p->kid, d->reason, d->source != NULL ? d->source : "-");
         node_clients_send_deny(c, p->cid, p->kid, d->reason, d->client_reason);
     }
     node_pending_finish(p);
@@ -306,6 +308,7 @@ static void node_clients_on_auth_request(struct node_clients *c,
     const char *cn = mgmt_env_get(&ev->env, "common_name");
     const char *user = mgmt_env_get(&ev->env, "username");
     const char *ip = mgmt_env_get(&ev->env, "untrusted_ip");
+    const char *port = mgmt_env_get(&ev->env, "untrusted_port");
     if (cn == NULL || cn[0] == '\0') {
         c->stats.denied++;
         LOG_INFO("decide", "deny cid=%llu kid=%u: no common name",
@@ -341,6 +344,9 @@ static void node_clients_on_auth_request(struct node_clients *c,
         .cn = cn,
         .username = user != NULL ? user : "",
         .real_ip = ip != NULL ? ip : "",
+        .real_port = port != NULL ? port : "",
+        .password = mgmt_env_get(&ev->env, "password"),
+        .env = &ev->env,
     };
     p->in_decide = true;
     int rv = c->decider.ops->decide(c->decider.impl, &req,

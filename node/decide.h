@@ -1,10 +1,14 @@
 /* node/decide: the decision interface between the connection path and
  * whatever knows the answer.
  *
- * Today the only implementation is the local policy (policy.c: config
- * rules and a node-local address pool). The replicated state (raft) and
- * the upstream API plug in behind the same interface later; the
- * connection path does not change.
+ * A decision has two steps. The *rules* say allow or deny and what the
+ * client gets (routes, iroutes, a static IP or a pool, session limit,
+ * quota); they come from a rules source: the local policy (policy.c) or
+ * the upstream API through its cache tiers (tiers.c). The *decider* then
+ * leases the address: from a node-local pool (policy.c, standalone) or
+ * through the replicated state (replicated.c, clustered), which also
+ * applies the cluster-wide session limit. The connection path
+ * (clients.c) sees only the decider.
  */
 #ifndef OVHA_NODE_DECIDE_H
 #define OVHA_NODE_DECIDE_H
@@ -21,13 +25,18 @@ struct node_decision_req {
     uint64_t cid;
     uint32_t kid;
     bool reauth;
-    const char *cn;       /* certificate CN, as openvpn reports it */
-    const char *username; /* may be "" */
-    const char *real_ip;  /* untrusted_ip */
+    const char *cn;        /* certificate CN, as openvpn reports it */
+    const char *username;  /* may be "" */
+    const char *real_ip;   /* untrusted_ip */
+    const char *real_port; /* untrusted_port; may be "" */
+    /* The client's password, or NULL when it sent none. Never log it,
+     * never store it: rules sources hash it for their caches. */
+    const char *password;
+    /* The CONNECT's ENV block (peer info IV_*, UV_*), or NULL. */
+    const struct mgmt_env *env;
 };
 
-/* An answer. `client` points into the arrays below, so a decision is
- * self-contained and may be copied only with node_decision_copy. */
+/* An answer. Plain arrays only, so it may be copied by assignment. */
 struct node_decision {
     bool allow;
     char reason[256];        /* operator-facing */
@@ -41,6 +50,8 @@ struct node_decision {
     char push[NODE_CFG_MAX_PUSH][256];
     size_t npush;
     uint64_t session_id; /* replicated session (0 when standalone) */
+    const char *source;  /* static string: which rules answered, for logs;
+                            NULL = not said */
 };
 
 /* Fills cfg (whose pointers point into d) for mgmt_cmd_client_auth.
@@ -50,6 +61,47 @@ void node_decision_client_config(const struct node_decision *d,
                                  struct mgmt_client_config *cfg);
 
 typedef void (*node_decide_cb)(const struct node_decision *d, void *data);
+
+/* ---- rules sources ------------------------------------------------------- */
+
+enum node_excess {
+    NODE_EXCESS_DEFAULT = 0, /* the configured cluster.on_excess */
+    NODE_EXCESS_REFUSE,
+    NODE_EXCESS_EVICT_OLDEST,
+};
+
+/* What the rules say about one request, before any address is leased. */
+struct node_grant {
+    /* allow, reasons, static ip (or ""), netmask, routes, iroutes, push */
+    struct node_decision d;
+    char pool[64];         /* "" = the gateway's default pool */
+    unsigned max_sessions; /* cluster-wide per CN; 0 = configured default */
+    enum node_excess on_excess;
+    uint64_t quota_bytes;        /* 0 = no quota */
+    char quota_period[8];        /* "session" "day" "week" "month" or "" */
+    uint64_t down_kbps, up_kbps; /* 0 = unlimited (not enforced yet) */
+    const char *source;          /* static string: "policy", "memory", "redis",
+                                    "upstream", "fallback", "refused" (for logs) */
+};
+
+typedef void (*node_rules_cb)(const struct node_grant *g, void *data);
+
+struct node_rules_ops {
+    /* Same contract as node_decider_ops.decide: cb fires exactly once
+     * (possibly before lookup returns) unless cancel(handle) runs first.
+     * The request's strings are valid only during the call. */
+    int (*lookup)(void *impl,
+                  const struct node_decision_req *req,
+                  node_rules_cb cb,
+                  void *data,
+                  void **ret_handle);
+    void (*cancel)(void *impl, void *handle);
+};
+
+struct node_rules {
+    const struct node_rules_ops *ops;
+    void *impl;
+};
 
 struct node_decider_ops {
     /* Starts a decision. cb fires exactly once, possibly before decide
@@ -91,7 +143,15 @@ struct node_policy;
 int node_policy_new(const struct node_cfg *cfg, struct node_policy **ret);
 void node_policy_free(struct node_policy *p);
 void node_policy_set_cfg(struct node_policy *p, const struct node_cfg *cfg);
-void node_policy_decider(struct node_policy *p, struct node_decider *ret);
+/* The standalone decider: rules from `rules` (use node_policy_rules for
+ * the local policy itself), addresses from the node-local pool. An
+ * upstream `pool` other than cluster.pool_name is refused; max_sessions
+ * is not enforced standalone (it needs the replicated session table). */
+void node_policy_decider(struct node_policy *p,
+                         struct node_rules rules,
+                         struct node_decider *ret);
+/* The local policy as a rules source (answers synchronously). */
+void node_policy_rules(struct node_policy *p, struct node_rules *ret);
 
 /* Synchronous form used by the decider and by tests. */
 void node_policy_decide(struct node_policy *p,
@@ -110,12 +170,12 @@ struct node_clients;
 struct rft;
 struct fsm;
 
-/* rft, fsm and policy are borrowed and must outlive r. */
+/* rft, fsm and the rules source are borrowed and must outlive r. */
 int node_repl_new(uv_loop_t *loop,
                   const struct node_cfg *cfg,
                   struct rft *rft,
                   struct fsm *fsm,
-                  struct node_policy *policy,
+                  struct node_rules rules,
                   struct node_repl **ret);
 /* Starts heartbeats, usage batching and reconciliation against clients;
  * proposes the configured pool. */

@@ -75,11 +75,28 @@ static void node_close_http(struct node *n)
     }
 }
 
+static void node_tiers_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->tiers = NULL;
+    node_close_http(n);
+}
+
+/* After the deciders: no lookup can start any more. */
+static void node_close_tiers(struct node *n)
+{
+    if (n->tiers != NULL) {
+        node_tiers_close(n->tiers, node_tiers_closed_cb, n);
+    } else {
+        node_close_http(n);
+    }
+}
+
 static void node_repl_closed_cb(void *data)
 {
     struct node *n = data;
     n->repl = NULL;
-    node_close_http(n);
+    node_close_tiers(n);
 }
 
 static void node_rft_closed_cb(void *data)
@@ -89,7 +106,7 @@ static void node_rft_closed_cb(void *data)
     if (n->repl != NULL) {
         node_repl_close(n->repl, node_repl_closed_cb, n);
     } else {
-        node_close_http(n);
+        node_close_tiers(n);
     }
 }
 
@@ -267,7 +284,9 @@ static int node_start_mgmt(struct node *n)
 
 /* Clustered mode: the FSM, the raft runtime over mTLS and the replicated
  * decider. The data directory is created 0700 (one level). */
-static int node_start_cluster(struct node *n, struct node_decider *decider)
+static int node_start_cluster(struct node *n,
+                              struct node_rules rules,
+                              struct node_decider *decider)
 {
     const struct node_cfg_cluster *cc = &n->boot_cfg->cluster;
     struct rft_config rc;
@@ -302,8 +321,7 @@ static int node_start_cluster(struct node *n, struct node_decider *decider)
         LOG_ERR("node", "raft: %s", rft_errmsg(n->rft));
         return rv;
     }
-    rv = node_repl_new(n->loop, n->boot_cfg, n->rft, n->fsm, n->policy,
-                       &n->repl);
+    rv = node_repl_new(n->loop, n->boot_cfg, n->rft, n->fsm, rules, &n->repl);
     if (rv == 0) {
         node_repl_decider(n->repl, decider);
     }
@@ -313,13 +331,22 @@ static int node_start_cluster(struct node *n, struct node_decider *decider)
 static int node_start(struct node *n)
 {
     struct node_decider decider;
+    struct node_rules rules;
     int rv = node_policy_new(n->cfg, &n->policy);
     if (rv != 0) {
         return rv;
     }
-    node_policy_decider(n->policy, &decider);
+    node_policy_rules(n->policy, &rules);
+    if (n->boot_cfg->upstream.enabled) {
+        rv = node_tiers_new(n->loop, n->boot_cfg, &n->tiers);
+        if (rv != 0) {
+            return rv;
+        }
+        node_tiers_rules(n->tiers, &rules);
+    }
+    node_policy_decider(n->policy, rules, &decider);
     if (n->cfg->cluster.enabled) {
-        rv = node_start_cluster(n, &decider);
+        rv = node_start_cluster(n, rules, &decider);
         if (rv != 0) {
             return rv;
         }

@@ -15,6 +15,7 @@
 #include "node/decide.h"
 #include "node/http.h"
 #include "node/supervisor.h"
+#include "node/tiers.h"
 #include "raft/raft.h"
 
 struct node {
@@ -28,6 +29,9 @@ struct node {
     struct mgmt_conn *mgmt;
     bool mgmt_up;
     struct node_policy *policy;
+    /* The upstream API and its cache tiers (tiers.c): the rules source
+     * when cfg->upstream.enabled, else NULL (rules from the policy). */
+    struct node_tiers *tiers;
     struct node_clients *clients;
     struct node_http *http;
     /* Clustered mode only (cfg->cluster.enabled): the replicated state

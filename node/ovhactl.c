@@ -342,6 +342,31 @@ static int ovhactl_cmd_health(struct ovhactl *ctl, int argc, char **argv)
     return OVHACTL_OK;
 }
 
+static int ovhactl_cmd_upstream(struct ovhactl *ctl, int argc, char **argv)
+{
+    json_t *j = NULL, *v;
+    const char *key;
+    int rv;
+
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("upstream takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_call(ctl, "GET", "/v1/upstream", NULL, &j);
+    if (rv != 0) {
+        return rv;
+    }
+    if (!ctl->json) {
+        json_object_foreach(j, key, v)
+        {
+            ovhactl_print_field("", key, v);
+        }
+    }
+    json_decref(j);
+    return OVHACTL_OK;
+}
+
 struct ovhactl_row {
     char cn[1100], cid[24], vpn_ip[64], real[128], state[64], since[32];
     char in[24], out[24];
@@ -1209,6 +1234,16 @@ static const struct ovhactl_cmd ovhactl_cmds[] = {
       "(active, standby, draining, down) and LAST SEEN (UTC, the time of\n"
       "its last heartbeat as replicated).\n",
       ovhactl_cmd_cluster_gateways },
+    { "upstream", "",
+      "show the upstream API and cache tier counters (GET /v1/upstream)",
+      "Prints the decision tiers' counters: lookups, hits per tier (memory,\n"
+      "redis), upstream requests, answers and failures, malformed answers,\n"
+      "deadline cuts, fallback answers (memory, file) and fallback denies,\n"
+      "the breaker state, whether Redis is connected, and the upstream\n"
+      "latency (sum, count, cumulative buckets). See docs/upstream.md.\n"
+      "Exit status: 0, 1 when the node has no upstream configured, 3 when\n"
+      "the node cannot be reached.\n",
+      ovhactl_cmd_upstream },
     { "leases", "[CN]", "list the replicated address leases (GET /v1/leases)",
       "One line per lease, or only CN's: IP, POOL, CN, RESERVED (an\n"
       "operator reservation), SESSION (the session holding it, '-' when\n"

@@ -33,6 +33,7 @@ struct node_policy {
     uint8_t *used; /* bitmap over the pool */
     struct node_policy_lease *leases;
     size_t nleases, capleases;
+    struct node_rules rules; /* where the standalone decider asks */
 };
 
 static int node_policy_v4(const char *s, uint32_t *ret)
@@ -360,6 +361,77 @@ void node_policy_decide(struct node_policy *p,
     }
 }
 
+/* ---- as a rules source ------------------------------------------------- */
+
+static int node_policy_lookup_op(void *impl,
+                                 const struct node_decision_req *req,
+                                 node_rules_cb cb,
+                                 void *data,
+                                 void **ret_handle)
+{
+    struct node_grant g;
+    memset(&g, 0, sizeof(g));
+    node_policy_decide_rules(impl, req, &g.d);
+    g.source = "policy";
+    *ret_handle = NULL;
+    cb(&g, data);
+    return 0;
+}
+
+static void node_policy_lookup_cancel_op(void *impl, void *handle)
+{
+    (void)impl;
+    (void)handle; /* lookups are synchronous: nothing in flight */
+}
+
+static const struct node_rules_ops node_policy_rules_ops = {
+    .lookup = node_policy_lookup_op,
+    .cancel = node_policy_lookup_cancel_op,
+};
+
+void node_policy_rules(struct node_policy *p, struct node_rules *ret)
+{
+    ret->ops = &node_policy_rules_ops;
+    ret->impl = p;
+}
+
+/* ---- the standalone decider --------------------------------------------- */
+
+/* One decision waiting for its rules. */
+struct node_policy_call {
+    struct node_policy *p;
+    node_decide_cb cb;
+    void *data;
+    void *handle; /* the rules source's */
+    bool reauth;
+    bool done; /* the rules answered during lookup() */
+    char cn[256];
+};
+
+static void node_policy_grant_cb(const struct node_grant *g, void *data)
+{
+    struct node_policy_call *call = data;
+    struct node_policy *p = call->p;
+    struct node_decision d = g->d;
+    call->done = true;
+    d.source = g->source;
+    if (d.allow && g->pool[0] != '\0' &&
+        strcmp(g->pool, p->cfg->cluster.pool_name) != 0) {
+        node_policy_deny(&d, "upstream grant invalid: unknown pool",
+                         "Access denied");
+    }
+    if (d.allow) {
+        node_policy_address(p, call->cn, &d);
+    }
+    if (d.allow && !call->reauth) {
+        struct node_policy_lease *l = node_policy_find(p, call->cn);
+        if (l != NULL) {
+            l->live++;
+        }
+    }
+    call->cb(&d, call->data);
+}
+
 static int node_policy_decide_op(void *impl,
                                  const struct node_decision_req *req,
                                  node_decide_cb cb,
@@ -367,23 +439,35 @@ static int node_policy_decide_op(void *impl,
                                  void **ret_handle)
 {
     struct node_policy *p = impl;
-    struct node_decision d;
-    node_policy_decide(p, req, &d);
-    if (d.allow) {
-        struct node_policy_lease *l = node_policy_find(p, req->cn);
-        if (l != NULL && !req->reauth) {
-            l->live++;
-        }
+    struct node_policy_call *call = ovha_calloc(1, sizeof(*call));
+    if (call == NULL) {
+        return -ENOMEM;
     }
-    *ret_handle = NULL;
-    cb(&d, data);
+    call->p = p;
+    call->cb = cb;
+    call->data = data;
+    call->reauth = req->reauth;
+    ovha_strlcpy(call->cn, req->cn, sizeof(call->cn));
+    int rv = p->rules.ops->lookup(p->rules.impl, req, node_policy_grant_cb,
+                                  call, &call->handle);
+    if (rv != 0 || call->done) {
+        ovha_free(call);
+        *ret_handle = NULL;
+        return rv;
+    }
+    *ret_handle = call;
     return 0;
 }
 
 static void node_policy_cancel_op(void *impl, void *handle)
 {
-    (void)impl;
-    (void)handle; /* decisions are synchronous: nothing in flight */
+    struct node_policy *p = impl;
+    struct node_policy_call *call = handle;
+    if (call == NULL) {
+        return;
+    }
+    p->rules.ops->cancel(p->rules.impl, call->handle);
+    ovha_free(call);
 }
 
 static void node_policy_closed_op(void *impl,
@@ -405,8 +489,11 @@ static const struct node_decider_ops node_policy_ops = {
     .session_closed = node_policy_closed_op,
 };
 
-void node_policy_decider(struct node_policy *p, struct node_decider *ret)
+void node_policy_decider(struct node_policy *p,
+                         struct node_rules rules,
+                         struct node_decider *ret)
 {
+    p->rules = rules;
     ret->ops = &node_policy_ops;
     ret->impl = p;
 }

@@ -1,11 +1,14 @@
 /* node/replicated: decisions through the replicated state (clustered mode).
  *
- * Happy path of a CONNECT: the local policy says allow (and which routes,
- * iroutes and pushes) -> SessionOpen is proposed through raft (forwarded
- * to the leader from a follower) -> the committed result carries the
- * session id and the address the FSM leased (sticky per CN, cluster-wide)
- * -> the connection path sends client-auth. A client with a static IP in
- * the policy keeps it; its session is still replicated (pool4 empty).
+ * Happy path of a CONNECT: the rules source (local policy, or the upstream
+ * through its cache tiers) says allow, with routes, iroutes, pushes and
+ * perhaps a pool, a session limit and a quota -> SessionOpen is proposed
+ * through raft (forwarded to the leader from a follower) -> the committed
+ * result carries the session id and the address the FSM leased (sticky
+ * per CN, cluster-wide) after applying the session limit cluster-wide
+ * (evict the oldest session wherever it is, or refuse) -> the connection
+ * path sends client-auth. A client with a static IP keeps it; its session
+ * is still replicated (pool4 empty). A REAUTH re-asks the rules only.
  *
  * Around it, timers propose what the cluster must know about this gateway:
  * GatewayHeartbeat every gateway_heartbeat_ms, one UsageCharge batch of
@@ -57,7 +60,7 @@ struct node_repl {
     const struct node_cfg *cfg;
     struct rft *rft;
     struct fsm *fsm;
-    struct node_policy *policy;
+    struct node_rules rules;
     struct node_clients *clients;
     uint64_t req_base; /* random per process: req_ids never collide */
     uint64_t req_seq;
@@ -70,13 +73,21 @@ struct node_repl {
     int pending_closes;
 };
 
-/* One CONNECT being decided. */
+/* One CONNECT being decided: first the rules, then the SessionOpen. */
 struct node_repl_call {
     struct node_repl *r;
     node_decide_cb cb;
     void *data;
     bool cancelled;
-    struct node_decision d; /* the policy's answer, completed on commit */
+    bool proposing;  /* the rules answered; SessionOpen is in flight */
+    bool rules_done; /* the rules answered */
+    bool in_lookup;  /* inside rules.lookup(): decide_op frees */
+    void *rules_handle;
+    bool reauth;
+    uint64_t cid;
+    char cn[PROTO_CN_MAX];
+    char real_addr[PROTO_ADDR_MAX];
+    struct node_decision d; /* the rules' answer, completed on commit */
 };
 
 /* ---- commands ------------------------------------------------------------ */
@@ -214,6 +225,83 @@ static void node_repl_decided_cb(void *data,
     ovha_free(call);
 }
 
+/* The upstream contract's default is refuse when it names max_sessions;
+ * a limit from the config comes with the config's on_excess. */
+static enum proto_on_excess node_repl_excess(const struct node_repl *r,
+                                             const struct node_grant *g)
+{
+    enum node_excess e = g->on_excess;
+    if (e == NODE_EXCESS_DEFAULT && g->max_sessions != 0) {
+        e = NODE_EXCESS_REFUSE;
+    }
+    if (e == NODE_EXCESS_DEFAULT) {
+        return r->cfg->cluster.refuse_excess ? PROTO_EXCESS_REFUSE
+                                             : PROTO_EXCESS_EVICT_OLDEST;
+    }
+    return e == NODE_EXCESS_REFUSE ? PROTO_EXCESS_REFUSE
+                                   : PROTO_EXCESS_EVICT_OLDEST;
+}
+
+/* The rules allowed: lease an address and apply the cluster-wide session
+ * limit in one SessionOpen. Returns 0 or a negative error. */
+static int node_repl_open(struct node_repl_call *call,
+                          const struct node_grant *g)
+{
+    struct node_repl *r = call->r;
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_SESSION_OPEN);
+    struct proto_session_open *o = &c.u.session_open;
+    ovha_strlcpy(o->cn, call->cn, sizeof(o->cn));
+    o->cid = call->cid;
+    ovha_strlcpy(o->real_addr, call->real_addr, sizeof(o->real_addr));
+    if (call->d.ip[0] == '\0') {
+        ovha_strlcpy(o->pool4,
+                     g->pool[0] != '\0' ? g->pool : r->cfg->cluster.pool_name,
+                     sizeof(o->pool4));
+    }
+    o->max_sessions =
+        g->max_sessions != 0 ? g->max_sessions : r->cfg->cluster.max_sessions;
+    o->on_excess = node_repl_excess(r, g);
+    /* Usage is accounted per calendar month (UsageCharge periods); other
+     * quota periods need per-period accounting (issue 7). */
+    if (strcmp(g->quota_period, "month") == 0) {
+        o->quota_bytes = g->quota_bytes;
+    } else if (g->quota_bytes != 0) {
+        LOG_WARN("repl", "cn=\"%s\": quota period %s not enforced yet",
+                 call->cn, g->quota_period);
+    }
+    node_repl_period(o->period, sizeof(o->period));
+    call->proposing = true;
+    /* Leave the connection path's deadline the last word. */
+    uint64_t timeout = r->cfg->decision_deadline_ms;
+    return node_repl_propose(r, &c, node_repl_decided_cb, call, timeout);
+}
+
+static void node_repl_grant_cb(const struct node_grant *g, void *data)
+{
+    struct node_repl_call *call = data;
+    call->rules_done = true;
+    call->rules_handle = NULL;
+    call->d = g->d;
+    call->d.source = g->source;
+    if (call->d.allow && !call->reauth) {
+        int rv = node_repl_open(call, g);
+        if (rv == 0) {
+            return;
+        }
+        call->d.allow = false;
+        snprintf(call->d.reason, sizeof(call->d.reason),
+                 "cluster unavailable: %s", ovha_strerror(rv));
+        ovha_strlcpy(call->d.client_reason, "Service temporarily unavailable",
+                     sizeof(call->d.client_reason));
+    }
+    /* A deny, a REAUTH (its session and address stand) or a failure. */
+    call->cb(&call->d, call->data);
+    if (!call->in_lookup) {
+        ovha_free(call); /* the caller forgot the handle when cb fired */
+    }
+}
+
 static int node_repl_decide_op(void *impl,
                                const struct node_decision_req *req,
                                node_decide_cb cb,
@@ -228,45 +316,43 @@ static int node_repl_decide_op(void *impl,
     call->r = r;
     call->cb = cb;
     call->data = data;
-    /* Allow/deny, routes and static IPs stay local policy; only a pool
-     * address comes from the replicated lease table. */
-    node_policy_decide_rules(r->policy, req, &call->d);
-    if (!call->d.allow || req->reauth) {
-        *ret_handle = NULL;
-        cb(&call->d, data);
-        ovha_free(call);
-        return 0;
-    }
-    struct proto_cmd c;
-    node_repl_cmd_init(r, &c, PROTO_CMD_SESSION_OPEN);
-    struct proto_session_open *o = &c.u.session_open;
-    ovha_strlcpy(o->cn, req->cn, sizeof(o->cn));
-    o->cid = req->cid;
-    ovha_strlcpy(o->real_addr, req->real_ip, sizeof(o->real_addr));
-    if (call->d.ip[0] == '\0') {
-        ovha_strlcpy(o->pool4, r->cfg->cluster.pool_name, sizeof(o->pool4));
-    }
-    o->max_sessions = r->cfg->cluster.max_sessions;
-    o->on_excess = r->cfg->cluster.refuse_excess ? PROTO_EXCESS_REFUSE
-                                                 : PROTO_EXCESS_EVICT_OLDEST;
-    node_repl_period(o->period, sizeof(o->period));
-    /* Leave the connection path's deadline the last word. */
-    uint64_t timeout = r->cfg->decision_deadline_ms;
-    int rv = node_repl_propose(r, &c, node_repl_decided_cb, call, timeout);
+    call->reauth = req->reauth;
+    call->cid = req->cid;
+    ovha_strlcpy(call->cn, req->cn, sizeof(call->cn));
+    ovha_strlcpy(call->real_addr, req->real_ip, sizeof(call->real_addr));
+    call->in_lookup = true;
+    int rv = r->rules.ops->lookup(r->rules.impl, req, node_repl_grant_cb, call,
+                                  &call->rules_handle);
+    call->in_lookup = false;
     if (rv != 0) {
         ovha_free(call);
         return rv;
+    }
+    if (call->rules_done && !call->proposing) {
+        /* Answered synchronously, without a proposal. */
+        ovha_free(call);
+        *ret_handle = NULL;
+        return 0;
     }
     *ret_handle = call;
     return 0;
 }
 
+/* Waiting for the rules: stop asking and free. Waiting for the commit:
+ * the proposal callback frees it (and closes a session that commits). */
 static void node_repl_cancel_op(void *impl, void *handle)
 {
-    (void)impl;
-    if (handle != NULL) {
-        ((struct node_repl_call *)handle)->cancelled = true;
+    struct node_repl *r = impl;
+    struct node_repl_call *call = handle;
+    if (call == NULL) {
+        return;
     }
+    if (!call->rules_done) {
+        r->rules.ops->cancel(r->rules.impl, call->rules_handle);
+        ovha_free(call);
+        return;
+    }
+    call->cancelled = true;
 }
 
 /* ---- session events ------------------------------------------------------ */
@@ -506,7 +592,7 @@ int node_repl_new(uv_loop_t *loop,
                   const struct node_cfg *cfg,
                   struct rft *rft,
                   struct fsm *fsm,
-                  struct node_policy *policy,
+                  struct node_rules rules,
                   struct node_repl **ret)
 {
     struct node_repl *r = ovha_calloc(1, sizeof(*r));
@@ -516,7 +602,7 @@ int node_repl_new(uv_loop_t *loop,
     r->cfg = cfg;
     r->rft = rft;
     r->fsm = fsm;
-    r->policy = policy;
+    r->rules = rules;
     r->req_base = node_repl_random64();
     uv_timer_t *timers[] = { &r->heartbeat, &r->usage, &r->reconcile };
     for (int i = 0; i < 3; i++) {

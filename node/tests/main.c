@@ -26,5 +26,6 @@ int main(void)
     failed += node_test_cache();
     failed += node_test_api_cluster();
     failed += node_test_upstream();
+    failed += node_test_answer();
     return failed;
 }

@@ -229,7 +229,9 @@ static int test_clients_setup(void **state)
         return -1;
     }
     assert_int_equal(node_policy_new(e->cfg, &e->policy), 0);
-    node_policy_decider(e->policy, &e->decider);
+    struct node_rules rules;
+    node_policy_rules(e->policy, &rules);
+    node_policy_decider(e->policy, rules, &e->decider);
     struct mgmt_conn_config mc = { .path = e->path,
                                    .cmd_timeout_ms = 2000,
                                    .backoff_min_ms = 10,

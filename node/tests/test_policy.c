@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "base/base.h"
 #include "node/config.h"
 #include "node/decide.h"
 #include "node_tests.h"
@@ -114,7 +115,9 @@ static void test_policy_pool_sticky_and_exhaustion(void **state)
 {
     struct node_test_policy_state *st = *state;
     struct node_decider dec;
-    node_policy_decider(st->p, &dec);
+    struct node_rules rules;
+    node_policy_rules(st->p, &rules);
+    node_policy_decider(st->p, rules, &dec);
     struct node_decision d1, d2, d3;
     node_test_decide(st->p, "bob", &d1);
     node_test_decide(st->p, "carol", &d2);
@@ -140,7 +143,9 @@ static void test_policy_live_leases_are_never_shared(void **state)
 {
     struct node_test_policy_state *st = *state;
     struct node_decider dec;
-    node_policy_decider(st->p, &dec);
+    struct node_rules rules;
+    node_policy_rules(st->p, &rules);
+    node_policy_decider(st->p, rules, &dec);
     struct node_decision a, b, c;
     void *h;
     struct node_decision_req req = {
@@ -164,6 +169,108 @@ static void test_policy_live_leases_are_never_shared(void **state)
     assert_string_equal(c.ip, a.ip);
 }
 
+/* A rules source that answers only when the test says so: the standalone
+ * decider with an asynchronous source (the upstream tiers, in ovhad). */
+struct node_test_async_rules {
+    node_rules_cb cb;
+    void *data;
+    int lookups, cancels;
+    int handle; /* its address is the handle */
+};
+
+static int node_test_async_lookup(void *impl,
+                                  const struct node_decision_req *req,
+                                  node_rules_cb cb,
+                                  void *data,
+                                  void **ret_handle)
+{
+    struct node_test_async_rules *ar = impl;
+    (void)req;
+    ar->cb = cb;
+    ar->data = data;
+    ar->lookups++;
+    *ret_handle = &ar->handle;
+    return 0;
+}
+
+static void node_test_async_cancel(void *impl, void *handle)
+{
+    struct node_test_async_rules *ar = impl;
+    assert_ptr_equal(handle, &ar->handle);
+    ar->cancels++;
+    ar->cb = NULL;
+}
+
+static const struct node_rules_ops node_test_async_ops = {
+    .lookup = node_test_async_lookup,
+    .cancel = node_test_async_cancel,
+};
+
+static void node_test_async_answer(struct node_test_async_rules *ar,
+                                   bool allow,
+                                   const char *pool)
+{
+    struct node_grant g;
+    memset(&g, 0, sizeof(g));
+    g.d.allow = allow;
+    ovha_strlcpy(g.d.netmask, "255.255.255.0", sizeof(g.d.netmask));
+    ovha_strlcpy(g.pool, pool, sizeof(g.pool));
+    if (!allow) {
+        ovha_strlcpy(g.d.reason, "no", sizeof(g.d.reason));
+    }
+    g.source = "upstream";
+    node_rules_cb cb = ar->cb;
+    ar->cb = NULL;
+    cb(&g, ar->data);
+}
+
+static void test_policy_async_rules_source(void **state)
+{
+    struct node_test_policy_state *st = *state;
+    struct node_test_async_rules ar;
+    memset(&ar, 0, sizeof(ar));
+    struct node_rules rules = { .ops = &node_test_async_ops, .impl = &ar };
+    struct node_decider dec;
+    node_policy_decider(st->p, rules, &dec);
+    struct node_decision d;
+    memset(&d, 0, sizeof(d));
+    void *h = NULL;
+    struct node_decision_req req = {
+        .cid = 1, .kid = 1, .cn = "anyone", .username = "", .real_ip = ""
+    };
+    /* Pending until the source answers; then a pool address is added. */
+    assert_int_equal(
+        dec.ops->decide(dec.impl, &req, node_test_policy_cb, &d, &h), 0);
+    assert_non_null(h);
+    assert_int_equal(ar.lookups, 1);
+    assert_string_equal(d.ip, "");
+    node_test_async_answer(&ar, true, "");
+    assert_true(d.allow);
+    assert_string_equal(d.ip, "100.64.0.253");
+    assert_string_equal(d.source, "upstream");
+    /* A named pool other than the default cannot be served standalone. */
+    req.cn = "other";
+    dec.ops->decide(dec.impl, &req, node_test_policy_cb, &d, &h);
+    node_test_async_answer(&ar, true, "vip");
+    assert_false(d.allow);
+    assert_string_equal(d.reason, "upstream grant invalid: unknown pool");
+    /* Cancelled before the answer: the source is told, no callback. */
+    memset(&d, 0, sizeof(d));
+    req.cn = "third";
+    dec.ops->decide(dec.impl, &req, node_test_policy_cb, &d, &h);
+    dec.ops->cancel(dec.impl, h);
+    assert_int_equal(ar.cancels, 1);
+    assert_null(ar.cb);
+    assert_string_equal(d.ip, "");
+    /* A deny passes through without touching the pool. */
+    req.cn = "fourth";
+    dec.ops->decide(dec.impl, &req, node_test_policy_cb, &d, &h);
+    node_test_async_answer(&ar, false, "");
+    assert_false(d.allow);
+    assert_string_equal(d.reason, "no");
+    assert_string_equal(d.ip, "");
+}
+
 int node_test_policy(void)
 {
     const struct CMUnitTest tests[] = {
@@ -179,6 +286,9 @@ int node_test_policy(void)
         cmocka_unit_test_setup_teardown(
             test_policy_live_leases_are_never_shared, node_test_policy_setup,
             node_test_policy_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_async_rules_source,
+                                        node_test_policy_setup,
+                                        node_test_policy_teardown),
     };
     return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }
