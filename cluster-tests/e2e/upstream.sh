@@ -27,12 +27,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../lib/openvpn.sh"
 . "$HERE/../lib/ovhad.sh"
 . "$HERE/../lib/cluster.sh"
+. "$HERE/../lib/upstream.sh"
 
 STEP=30
 export OVT_CLIENT_PING_RESTART=6
 OVT_CLU_CLIENTS="alice bob mallory grace carol dave frank gina hank ivan judy"
 UP_IP=198.18.0.20
-UP_URL=https://$UP_IP:8443
 
 ovt_require_netns
 for tool in openvpn redis-server redis-cli python3 openssl curl jq; do
@@ -45,33 +45,13 @@ if ! ovt_ovhad_bin_check; then
 fi
 
 NS_UP=$(ovt_ns up)
-UPKI=$OVT_DIR/upstream-pki
+OVT_UP_PKI=$OVT_DIR/upstream-pki
+OVT_UP_IP=$UP_IP
+OVT_REDIS_PW_FILE=$OVT_DIR/redis.pw
+OVT_REDIS_PREFIX=ovha-e2e:
 DATA=$OVT_DIR/answers.json
-REDIS_PW_FILE=$OVT_DIR/redis.pw
-UP_PID=""
-REDIS_PID=""
 
 # ---- helpers --------------------------------------------------------------
-
-upstream_pki() {
-    mkdir -p "$UPKI" &&
-        openssl ecparam -name prime256v1 -genkey -noout -out "$UPKI/ca.key" &&
-        openssl req -x509 -new -key "$UPKI/ca.key" -sha256 -days 1 \
-            -subj "/CN=ovha e2e upstream CA" \
-            -addext "basicConstraints=critical,CA:TRUE" \
-            -addext "keyUsage=critical,keyCertSign,cRLSign" \
-            -out "$UPKI/ca.crt" &&
-        openssl ecparam -name prime256v1 -genkey -noout -out "$UPKI/srv.key" &&
-        openssl req -new -key "$UPKI/srv.key" -subj "/CN=$UP_IP" \
-            -out "$UPKI/srv.csr" &&
-        printf '%s\n' "basicConstraints=critical,CA:FALSE" \
-            "keyUsage=critical,digitalSignature" \
-            "extendedKeyUsage=serverAuth" \
-            "subjectAltName=IP:$UP_IP" >"$UPKI/ext.cnf" &&
-        openssl x509 -req -in "$UPKI/srv.csr" -CA "$UPKI/ca.crt" \
-            -CAkey "$UPKI/ca.key" -CAcreateserial -days 1 -sha256 \
-            -extfile "$UPKI/ext.cnf" -out "$UPKI/srv.crt"
-}
 
 # The upstream's answers. gina and hank have short TTLs so that later
 # connects go to the upstream (and, when it fails, to the fallback); frank
@@ -98,83 +78,25 @@ EOF_DATA
 }
 
 upstream_start() {
-    ovt_spawn "$NS_UP" "$OVT_DIR/upstream.$1.log" python3 \
-        "$OVT_TOOLS_DIR/upstream-server.py" --cert "$UPKI/srv.crt" \
-        --key "$UPKI/srv.key" --listen "$UP_IP:8443" --data "$DATA"
-    UP_PID=$OVT_LAST_PID
-    wait_for_log '^listening' "$OVT_DIR/upstream.$1.log" 15
-}
-
-upstream_stop() {
-    if [ -n "$UP_PID" ]; then
-        ovt_stop_pid "$UP_PID" 5
-        UP_PID=""
-    fi
-}
-
-# up_curl METHOD PATH [JSON]: a request to the upstream's test hooks.
-up_curl() {
-    ip netns exec "$NS_UP" curl -s --max-time 10 --cacert "$UPKI/ca.crt" \
-        -X "$1" -H 'Content-Type: application/json' \
-        ${3:+--data "$3"} "$UP_URL$2"
+    ovt_upstream_start "$NS_UP" "$UP_IP" "$DATA" "$OVT_DIR/upstream.$1.log"
 }
 
 up_mode() {
-    up_curl POST /control "{\"mode\": \"$1\"${2:+, $2}}" >/dev/null
+    ovt_up_curl POST /control "{\"mode\": \"$1\"${2:+, $2}}" >/dev/null
 }
 
 # Decide requests the upstream received for CN since the last reset.
 up_requests() {
-    up_curl GET /stats | jq -r --arg cn "$1" '.by_cn[$cn] // 0'
+    ovt_up_curl GET /stats | jq -r --arg cn "$1" '.by_cn[$cn] // 0'
 }
 
 redis_start() {
-    ovt_spawn "$NS_UP" "$OVT_DIR/redis.$1.log" redis-server --bind "$UP_IP" \
-        --port 6379 --save '' --appendonly no --dir "$OVT_DIR" \
-        --requirepass "$(cat "$REDIS_PW_FILE")"
-    REDIS_PID=$OVT_LAST_PID
-    ovt_wait_until 15 redis_cli_ok PING
-}
-
-redis_cli() {
-    ip netns exec "$NS_UP" timeout 5 redis-cli -h "$UP_IP" -p 6379 \
-        -a "$(cat "$REDIS_PW_FILE")" --no-auth-warning "$@"
-}
-
-redis_cli_ok() {
-    [ -n "$(redis_cli "$@" 2>/dev/null)" ]
+    ovt_redis_start "$NS_UP" "$UP_IP" "$OVT_REDIS_PW_FILE" \
+        "$OVT_DIR/redis.$1.log"
 }
 
 redis_has() {
-    [ "$(redis_cli EXISTS "ovha-e2e:$1" 2>/dev/null)" = 1 ]
-}
-
-# The upstream sections appended to gateway N's config. gw2 has a low
-# breaker threshold so that test 3 can trip it.
-gw_upstream_config() {
-    local n=$1 failures=1000 open_ms=60000
-    if [ "$n" = 2 ]; then
-        failures=3
-        open_ms=5000
-    fi
-    cat >>"$(ovt_gw_dir "$n")/ovhad.yaml" <<EOF_UP
-upstream:
-  url: '$UP_URL/v1/decide'
-  ca: '$UPKI/ca.crt'
-  connect_timeout_ms: 500
-  timeout_ms: 1000
-  deadline_ms: 2000
-  breaker_failures: $failures
-  breaker_open_ms: $open_ms
-cache:
-  max_stale_s: 3600
-redis:
-  host: $UP_IP
-  port: 6379
-  password_file: '$REDIS_PW_FILE'
-  key_prefix: 'ovha-e2e:'
-  timeout_ms: 200
-EOF_UP
+    [ "$(ovt_redis_cli EXISTS "$OVT_REDIS_PREFIX$1" 2>/dev/null)" = 1 ]
 }
 
 upstream_field() {
@@ -273,12 +195,12 @@ if ! ovt_cluster_pki; then
     ovt_not_ok "test PKI" "see $OVT_DIR/pki/openssl.log, $OVT_DIR/raft-pki.log"
     exit 1
 fi
-if ! upstream_pki >"$OVT_DIR/upstream-pki.log" 2>&1; then
+if ! ovt_upstream_pki "$OVT_UP_PKI" "$UP_IP" >"$OVT_DIR/upstream-pki.log" 2>&1; then
     ovt_not_ok "upstream test PKI" "see $OVT_DIR/upstream-pki.log"
     exit 1
 fi
-head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$REDIS_PW_FILE"
-chmod 0600 "$REDIS_PW_FILE"
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OVT_REDIS_PW_FILE"
+chmod 0600 "$OVT_REDIS_PW_FILE"
 write_answers
 for n in 1 2 3; do
     if [ "$n" = 1 ]; then
@@ -286,7 +208,12 @@ for n in 1 2 3; do
     else
         ovt_gw_config "$n" false
     fi
-    gw_upstream_config "$n"
+    # gw2 opens its breaker after 3 failures (test 3), the others never.
+    if [ "$n" = 2 ]; then
+        ovt_gw_upstream_config "$n" 3 5000
+    else
+        ovt_gw_upstream_config "$n" 1000 60000
+    fi
 done
 if ! out=$("$OVHA_BIN/ovhad" -n -c "$(ovt_gw_dir 1)/ovhad.yaml" 2>&1); then
     ovt_not_ok "ovhad -n accepts the upstream config" "$out"
@@ -325,7 +252,7 @@ ovt_check "redis is connected on gw1" \
 
 # ---- 1. upstream up ----------------------------------------------------------
 
-up_curl DELETE /stats >/dev/null
+ovt_up_curl DELETE /stats >/dev/null
 for c in alice bob mallory grace carol carol-2 dave dave-2 frank gina hank ivan judy; do
     client_host "$c" || exit 1
 done
@@ -414,7 +341,7 @@ fault_case oversize '"size_bytes": 1048576' 'upstream answer too large'
 fault_case wrongtypes '' 'upstream answer malformed'
 fault_case close '' 'upstream failure'
 up_mode normal
-upstream_stop
+ovt_upstream_stop
 fault_case down '' 'upstream unreachable'
 ovt_check "3. gw1 counted malformed answers" \
     test "$(upstream_field 1 malformed)" -ge 2
@@ -432,8 +359,8 @@ up_mode normal
 
 # ---- 4. Redis killed ------------------------------------------------------------
 
-kill -KILL "$REDIS_PID"
-{ wait "$REDIS_PID"; } 2>/dev/null # reaped here, without bash's notice
+kill -KILL "$OVT_REDIS_PID"
+{ wait "$OVT_REDIS_PID"; } 2>/dev/null # reaped here, without bash's notice
 ovt_check "4. gw1 sees Redis disconnected" \
     ovt_wait_until 15 upstream_field_is 1 redis disconnected
 ovt_check "4. ivan is allowed with Redis down (upstream)" \
@@ -455,7 +382,7 @@ stop_client judy
 ovt_check "5. hank is allowed (caches warmed, ttl 1 s)" expect_allow hank hank 1
 stop_client hank
 sleep 1.5
-upstream_stop
+ovt_upstream_stop
 ovt_gw_kill 1 TERM
 ovt_gw_start 1
 ovt_check "5. gw1 is back" ovt_wait_healthy 1 "$STEP"
