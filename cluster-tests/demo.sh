@@ -13,13 +13,21 @@
 # bootstraps the cluster, gw2 and gw3 are joined with `ovhactl cluster
 # join`. Client addresses come from the replicated lease table over the
 # pool 100.64.0.128/25, so they are unique cluster-wide and stick to a
-# client that moves to another gateway. Policy (same on every gateway,
-# cluster-tests/lib/cluster.sh):
-#   alice, bob, carol   allowed (group staff, route 100.96.10.0/24)
+# client that moves to another gateway.
+#
+# The decisions come from an upstream HTTPS API, the reference server
+# cluster-tests/tools/upstream-server.py at 198.18.0.20:8443 (its own test
+# CA), through the cache tiers: memory, a shared redis-server (also at
+# .20) and each gateway's SQLite fallback file (docs/upstream.md). Its
+# answers:
+#   alice, bob, carol   allowed, route 100.96.10.0/24 (alice also
+#                       100.96.20.0/24), answers cached 10 minutes
 #   mallory             denied ("go away")
 # alice starts on gw1, bob on gw2, carol on gw3, mallory on gw1; halfway
-# through, alice moves to gw2 and keeps her address. Everything is removed
-# on exit; DEMO_KEEP=1 keeps the logs directory.
+# through, alice moves to gw2 and keeps her address; then the upstream is
+# stopped and bob reconnects, answered from the caches. DEMO_UPSTREAM=0
+# decides from the local policy in cluster-tests/lib/cluster.sh instead.
+# Everything is removed on exit; DEMO_KEEP=1 keeps the logs directory.
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 OVT_NO_SUMMARY=1
@@ -37,8 +45,10 @@ OVT_CLU_CLIENTS="alice bob carol mallory"
 . "$HERE/lib/openvpn.sh"
 . "$HERE/lib/ovhad.sh"
 . "$HERE/lib/cluster.sh"
+. "$HERE/lib/upstream.sh"
 
 DEMO_SECONDS=${DEMO_SECONDS:-0}
+DEMO_UPSTREAM=${DEMO_UPSTREAM:-1}
 OVT_KEEP=${DEMO_KEEP:-0}
 export OVT_CLIENT_PING_RESTART=6
 GWS="1 2 3"
@@ -58,7 +68,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 ovt_ovhad_bin_check ||
     die "no ovhad/ovhactl in OVHA_BIN=$OVHA_BIN (build first)"
-for tool in openvpn jq openssl ip; do
+tools="openvpn jq openssl ip"
+if [ "$DEMO_UPSTREAM" = 1 ]; then
+    tools="$tools python3 redis-server redis-cli curl"
+fi
+for tool in $tools; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed"
 done
 
@@ -108,6 +122,47 @@ show_clients() {
 }
 
 # ctl N ARGS: shows and runs ovhactl against gateway N.
+# The upstream's answers (a DecideResponse per CN, docs/upstream.md).
+write_answers() {
+    cat >"$1" <<'EOF_DATA'
+{
+  "alice": {"decision": "allow", "routes": ["100.96.10.0/24", "100.96.20.0/24"],
+            "groups": ["staff"], "ttl_s": 600},
+  "bob": {"decision": "allow", "routes": ["100.96.10.0/24"],
+          "groups": ["staff"], "ttl_s": 600},
+  "carol": {"decision": "allow", "routes": ["100.96.10.0/24"],
+            "groups": ["staff"], "ttl_s": 600},
+  "mallory": {"decision": "deny", "reason": "banned in demo",
+              "client_reason": "go away", "ttl_s": 600}
+}
+EOF_DATA
+}
+
+# The reference upstream and redis-server at .20, and the upstream
+# sections in every gateway's config.
+start_upstream() {
+    local ns n
+    ovt_host_add up "$OVT_UP_IP" || exit 1
+    ns=$(ovt_ns up)
+    OVT_UP_PKI=$OVT_DIR/upstream-pki
+    OVT_REDIS_PW_FILE=$OVT_DIR/redis.pw
+    OVT_REDIS_PREFIX=ovha-demo:
+    ovt_upstream_pki "$OVT_UP_PKI" "$OVT_UP_IP" >"$OVT_DIR/upstream-pki.log" 2>&1 ||
+        die "upstream PKI failed; see $OVT_DIR/upstream-pki.log"
+    head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OVT_REDIS_PW_FILE"
+    chmod 0600 "$OVT_REDIS_PW_FILE"
+    write_answers "$OVT_DIR/answers.json"
+    ovt_upstream_start "$ns" "$OVT_UP_IP" "$OVT_DIR/answers.json" \
+        "$OVT_DIR/upstream.log" || die "the upstream did not start"
+    ovt_redis_start "$ns" "$OVT_UP_IP" "$OVT_REDIS_PW_FILE" \
+        "$OVT_DIR/redis.log" || die "redis-server did not start"
+    for n in $GWS; do
+        ovt_gw_upstream_config "$n"
+    done
+    echo "upstream https://$OVT_UP_IP:8443/v1/decide and redis $OVT_UP_IP:6379 up"
+    sed -n '/^upstream:/,/^[a-z]/p' "$(ovt_gw_dir 1)/ovhad.yaml" | sed '$d'
+}
+
 ctl() {
     local n=$1
     shift
@@ -142,7 +197,7 @@ show_new_decisions() {
         now=$(wc -l <"$log" 2>/dev/null || echo 0)
         if [ "$now" -gt "${SEEN[$n]:-0}" ]; then
             sed -n "$((${SEEN[$n]:-0} + 1)),${now}p" "$log" |
-                grep -E 'decide|kill cn=|elsewhere|evict|takeover|leader|supervisor' |
+                grep -E 'decide|tiers:|kill cn=|elsewhere|evict|takeover|leader|supervisor' |
                 ovt__demo_squeeze | sed "s/^/gw$n| /"
             SEEN[$n]=$now
         fi
@@ -163,6 +218,9 @@ ovt_cluster_pki || die "PKI failed; see $OVT_DIR/raft-pki.log"
 ovt_gw_config 1 true
 ovt_gw_config 2 false
 ovt_gw_config 3 false
+if [ "$DEMO_UPSTREAM" = 1 ]; then
+    start_upstream
+fi
 echo "raft node certificates (deploy/pki.sh):"
 for n in $GWS; do
     echo "  node-$n: $(openssl x509 -in "$OVT_RAFT_PKI/node-$n.crt" -noout \
@@ -217,6 +275,18 @@ echo "alice: before $before, after $after$([ "$before" = "$after" ] && echo ' (s
 sleep 3
 show_new_decisions
 show_cluster
+
+if [ "$DEMO_UPSTREAM" = 1 ]; then
+    say "the upstream API goes down; bob reconnects and is answered from the caches"
+    ovt_upstream_stop
+    before=$(tun_addr "$(cns bob)" tun0)
+    ctl 2 kill bob
+    sleep 2
+    ovt_wait_until 45 has_addr bob
+    echo "bob: before $before, after $(tun_addr "$(cns bob)" tun0)"
+    show_new_decisions
+    ctl 2 upstream
+fi
 
 if [ "$DEMO_SECONDS" -gt 0 ]; then
     say "running for $DEMO_SECONDS s; new decisions appear below"

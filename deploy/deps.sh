@@ -23,7 +23,7 @@ pkgs=(
     libcmocka-dev libmicrohttpd-dev libyaml-dev libssl-dev openssl
     # real components the tests and the demo start
     openvpn redis-server nftables iproute2 iputils-ping procps psmisc
-    python3 ca-certificates jq
+    python3 ca-certificates jq curl redis-tools
 )
 
 missing=()
