@@ -1,0 +1,374 @@
+/*
+ * The control-socket half of ovpn_sim: the line protocol of simulated
+ * clients (connect, disconnect, storm, stats, quit) and the bookkeeping of
+ * answers (sim_client_resolve). See ovpn_sim.c for the protocol.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sim.h"
+
+static void sim_ctl_reply(struct sim *s, int i, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sim_ctl_reply(struct sim *s, int i, const char *fmt, ...)
+{
+    if (i < 0 || s->ctl[i].fd < 0) {
+        return;
+    }
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    strcat(line, "\n");
+    sim_buf_append(&s->ctl[i].out, line, strlen(line));
+    s->ctl[i].busy = false;
+}
+
+void sim_client_resolve(struct sim *s,
+                        struct sim_client *c,
+                        const char *outcome,
+                        const char *detail)
+{
+    bool decided =
+        strcmp(outcome, "allow") == 0 || strcmp(outcome, "deny") == 0;
+    s->st.allow += strcmp(outcome, "allow") == 0;
+    s->st.deny += strcmp(outcome, "deny") == 0;
+    s->st.timeout += strcmp(outcome, "timeout") == 0;
+    s->st.killed += strcmp(outcome, "killed") == 0;
+    if (c->owner == SIM_OWNER_CTL) {
+        sim_ctl_reply(s, c->owner_ctl, "%s %llu%s%s", outcome,
+                      (unsigned long long)c->cid, detail[0] ? " " : "", detail);
+    } else if (c->owner == SIM_OWNER_STORM) {
+        struct sim_storm *st = &s->storm;
+        st->in_flight--;
+        st->finished++;
+        st->allow += strcmp(outcome, "allow") == 0;
+        st->deny += strcmp(outcome, "deny") == 0;
+        st->timeout += strcmp(outcome, "timeout") == 0;
+        st->killed += strcmp(outcome, "killed") == 0;
+        if (decided && st->nlat < st->n) {
+            uint64_t t0 = c->sent_ns != 0 ? c->sent_ns : c->created_ns;
+            uint64_t us = s->rx_ns > t0 ? (s->rx_ns - t0) / 1000 : 0;
+            st->lat_us[st->nlat++] =
+                us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+        }
+    }
+    c->owner = SIM_OWNER_NONE;
+}
+
+/* ---- storm -------------------------------------------------------------- */
+
+static int sim_u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a;
+    uint32_t y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static uint32_t sim_pct(const uint32_t *v, uint64_t n, unsigned q)
+{
+    if (n == 0) {
+        return 0;
+    }
+    uint64_t rank = (q * n + 99) / 100; /* nearest rank, 1-based */
+    return v[rank > 0 ? rank - 1 : 0];
+}
+
+static void sim_storm_finish(struct sim *s, uint64_t now)
+{
+    struct sim_storm *st = &s->storm;
+    /* Past the deadline: whatever is still out counts as timed out. */
+    for (size_t i = 0; i < s->nclients; i++) {
+        if (s->clients[i].owner == SIM_OWNER_STORM) {
+            s->clients[i].owner = SIM_OWNER_NONE;
+            st->timeout++;
+        }
+    }
+    qsort(st->lat_us, st->nlat, sizeof(uint32_t), sim_u32_cmp);
+    sim_ctl_reply(
+        s, st->ctl,
+        "done n=%llu allow=%llu deny=%llu timeout=%llu killed=%llu "
+        "skipped=%llu p50_us=%u p90_us=%u p99_us=%u max_us=%u elapsed_ms=%llu",
+        (unsigned long long)st->n, (unsigned long long)st->allow,
+        (unsigned long long)st->deny, (unsigned long long)st->timeout,
+        (unsigned long long)st->killed,
+        (unsigned long long)(st->n - st->started),
+        sim_pct(st->lat_us, st->nlat, 50), sim_pct(st->lat_us, st->nlat, 90),
+        sim_pct(st->lat_us, st->nlat, 99),
+        st->nlat > 0 ? st->lat_us[st->nlat - 1] : 0,
+        (unsigned long long)((now - st->t0_ns) / 1000000));
+    free(st->lat_us);
+    memset(st, 0, sizeof(*st));
+}
+
+void sim_storm_pump(struct sim *s)
+{
+    struct sim_storm *st = &s->storm;
+    if (!st->active) {
+        return;
+    }
+    uint64_t now = sim_now_ns();
+    if (st->finished == st->n || now > st->deadline_ns) {
+        sim_storm_finish(s, now);
+        return;
+    }
+    while (sim_mgmt_ready(s) && st->in_flight < st->conc &&
+           st->started < st->n) {
+        char cn[SIM_TOKEN_MAX];
+        snprintf(cn, sizeof(cn), "%s-%llu", st->prefix,
+                 (unsigned long long)(st->started % st->identities));
+        struct sim_client *c =
+            sim_client_add(s, cn, st->has_password ? cn : "", st->password);
+        if (c == NULL) {
+            break;
+        }
+        c->owner = SIM_OWNER_STORM;
+        st->started++;
+        st->in_flight++;
+        sim_client_connect(s, c);
+    }
+}
+
+static void sim_ctl_storm(struct sim *s, int i, char **tok, int n)
+{
+    struct sim_storm *st = &s->storm;
+    if (st->active) {
+        sim_ctl_reply(s, i, "error a storm is running");
+        return;
+    }
+    uint64_t num;
+    uint64_t ids;
+    uint64_t conc;
+    if (n < 5 || !sim_parse_bounded(tok[1], 1, SIM_STORM_MAX_N, &num) ||
+        !sim_parse_bounded(tok[2], 1, SIM_STORM_MAX_N, &ids) ||
+        !sim_parse_bounded(tok[3], 1, SIM_STORM_MAX_CONC, &conc) ||
+        strlen(tok[4]) >= sizeof(st->prefix) - 12) {
+        sim_ctl_reply(s, i,
+                      "error usage: storm N(1..%d) IDENTITIES CONCURRENCY"
+                      "(1..%d) PREFIX [PASSWORD]",
+                      SIM_STORM_MAX_N, SIM_STORM_MAX_CONC);
+        return;
+    }
+    st->lat_us = calloc(num, sizeof(uint32_t));
+    if (st->lat_us == NULL) {
+        sim_ctl_reply(s, i, "error out of memory");
+        return;
+    }
+    st->active = true;
+    st->ctl = i;
+    st->n = num;
+    st->identities = ids;
+    st->conc = conc;
+    snprintf(st->prefix, sizeof(st->prefix), "%s", tok[4]);
+    if (n >= 6) {
+        st->has_password = true;
+        snprintf(st->password, sizeof(st->password), "%s", tok[5]);
+    }
+    st->t0_ns = sim_now_ns();
+    st->deadline_ns = st->t0_ns + SIM_STORM_MAX_NS;
+    s->ctl[i].busy = true;
+}
+
+/* ---- control socket ----------------------------------------------------- */
+
+static void sim_ctl_connect(struct sim *s, int i, char **tok, int n)
+{
+    if (n < 2) {
+        sim_ctl_reply(s, i, "error usage: connect CN [USERNAME [PASSWORD]]");
+        return;
+    }
+    if (!sim_mgmt_ready(s)) {
+        sim_ctl_reply(s, i, "error not ready (no controller, or held)");
+        return;
+    }
+    struct sim_client *c =
+        sim_client_add(s, tok[1], n >= 3 ? tok[2] : "", n >= 4 ? tok[3] : "");
+    if (c == NULL) {
+        sim_ctl_reply(s, i, "error out of memory");
+        return;
+    }
+    c->owner = SIM_OWNER_CTL;
+    c->owner_ctl = i;
+    s->ctl[i].busy = true;
+    sim_client_connect(s, c);
+}
+
+static void sim_ctl_disconnect(struct sim *s, int i, char **tok, int n)
+{
+    uint64_t cid;
+    struct sim_client *c = NULL;
+    if (n >= 2 && sim_parse_bounded(tok[1], 0, UINT64_MAX, &cid)) {
+        c = sim_client_find(s, cid);
+    }
+    if (c == NULL) {
+        sim_ctl_reply(s, i, "error no such client");
+        return;
+    }
+    if (c->state != SIM_ESTABLISHED) {
+        sim_ctl_reply(s, i, "error client %llu is waiting for a decision",
+                      (unsigned long long)cid);
+        return;
+    }
+    sim_mgmt_disconnect(s, c);
+    sim_client_remove(s, c);
+    sim_mgmt_flush(s);
+    sim_ctl_reply(s, i, "ok");
+}
+
+static void sim_ctl_stats(struct sim *s, int i)
+{
+    size_t pending = 0;
+    for (size_t k = 0; k < s->nclients; k++) {
+        pending += s->clients[k].state == SIM_PENDING;
+    }
+    const struct sim_stats *t = &s->st;
+    sim_ctl_reply(
+        s, i,
+        "stats mgmt_connected=%d held=%d mgmt_connects=%llu clients=%zu "
+        "pending=%zu connects=%llu allow=%llu deny=%llu timeout=%llu "
+        "killed=%llu disconnects=%llu commands=%llu errors=%llu storm=%d",
+        s->mgmt_fd >= 0, s->held, (unsigned long long)t->mgmt_connects,
+        s->nclients, pending, (unsigned long long)t->connects,
+        (unsigned long long)t->allow, (unsigned long long)t->deny,
+        (unsigned long long)t->timeout, (unsigned long long)t->killed,
+        (unsigned long long)t->disconnects, (unsigned long long)t->commands,
+        (unsigned long long)t->errors, s->storm.active);
+}
+
+static bool sim_ctl_command(struct sim *s, int i, char *line)
+{
+    char *tok[SIM_MAX_TOKENS];
+    int n = sim_tokenize(line, tok, SIM_MAX_TOKENS);
+    if (n == 0) {
+        return true;
+    }
+    if (n < 0) {
+        sim_ctl_reply(s, i, "error bad quoting or token too long");
+    } else if (strcmp(tok[0], "connect") == 0) {
+        sim_ctl_connect(s, i, tok, n);
+    } else if (strcmp(tok[0], "disconnect") == 0) {
+        sim_ctl_disconnect(s, i, tok, n);
+    } else if (strcmp(tok[0], "storm") == 0) {
+        sim_ctl_storm(s, i, tok, n);
+    } else if (strcmp(tok[0], "drop") == 0) {
+        /* Cuts the management connection, as a crashed or restarted
+         * controller link would; ovhad reconnects and recovers. */
+        if (s->mgmt_fd < 0) {
+            sim_ctl_reply(s, i, "error no controller");
+        } else {
+            s->mgmt_quit = true;
+            sim_mgmt_flush(s);
+            sim_ctl_reply(s, i, "ok");
+        }
+    } else if (strcmp(tok[0], "stats") == 0) {
+        sim_ctl_stats(s, i);
+    } else if (strcmp(tok[0], "quit") == 0) {
+        sim_ctl_reply(s, i, "bye");
+        return false;
+    } else {
+        sim_ctl_reply(s, i, "error unknown command '%s'", tok[0]);
+    }
+    return true;
+}
+
+static void sim_ctl_close(struct sim *s, int i)
+{
+    struct sim_ctl *k = &s->ctl[i];
+    for (size_t j = 0; j < s->nclients; j++) {
+        struct sim_client *c = &s->clients[j];
+        if (c->owner == SIM_OWNER_CTL && c->owner_ctl == i) {
+            c->owner = SIM_OWNER_NONE;
+        }
+    }
+    if (s->storm.active && s->storm.ctl == i) {
+        s->storm.ctl = -1; /* it runs on; nobody hears the result */
+    }
+    close(k->fd);
+    sim_buf_free(&k->in);
+    sim_buf_free(&k->out);
+    memset(k, 0, sizeof(*k));
+    k->fd = -1;
+}
+
+/* Runs the complete lines of connection i, one at a time while idle.
+ * Returns false on `quit`. */
+bool sim_ctl_process(struct sim *s, int i)
+{
+    struct sim_ctl *k = &s->ctl[i];
+    char *nl;
+    while (k->fd >= 0 && !k->busy && k->in.len > k->in.off &&
+           (nl = memchr(k->in.data + k->in.off, '\n', k->in.len - k->in.off)) !=
+               NULL) {
+        char *line = k->in.data + k->in.off;
+        k->in.off = (size_t)(nl - k->in.data) + 1;
+        *nl = '\0';
+        if (nl > line && nl[-1] == '\r') {
+            nl[-1] = '\0';
+        }
+        if (!sim_ctl_command(s, i, line)) {
+            return false;
+        }
+    }
+    if (k->fd >= 0 && k->in.len - k->in.off > SIM_CTL_LINE_MAX) {
+        sim_ctl_reply(s, i, "error line too long");
+        k->closing = true;
+    }
+    return true;
+}
+
+void sim_ctl_read(struct sim *s, int i)
+{
+    char tmp[4096];
+    ssize_t n = read(s->ctl[i].fd, tmp, sizeof(tmp));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+        return;
+    }
+    if (n <= 0 || sim_buf_append(&s->ctl[i].in, tmp, (size_t)n) != 0) {
+        sim_ctl_close(s, i);
+    }
+}
+
+void sim_ctl_flush(struct sim *s, int i)
+{
+    struct sim_ctl *k = &s->ctl[i];
+    while (k->fd >= 0 && k->out.len > k->out.off) {
+        ssize_t n = send(k->fd, k->out.data + k->out.off,
+                         k->out.len - k->out.off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            return;
+        }
+        if (n <= 0) {
+            sim_ctl_close(s, i);
+            return;
+        }
+        k->out.off += (size_t)n;
+    }
+    if (k->fd >= 0 && k->closing) {
+        sim_ctl_close(s, i);
+    }
+}
+
+void sim_ctl_accept(struct sim *s)
+{
+    int fd = accept4(s->ctl_lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        return;
+    }
+    for (int i = 0; i < SIM_MAX_CTL; i++) {
+        if (s->ctl[i].fd < 0) {
+            s->ctl[i].fd = fd;
+            return;
+        }
+    }
+    close(fd); /* all slots taken */
+}

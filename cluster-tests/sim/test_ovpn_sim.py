@@ -1,0 +1,331 @@
+#!/usr/bin/env python3
+"""test_ovpn_sim.py OVPN_SIM: checks the simulator against the management
+protocol of the recorded OpenVPN 2.6.14 transcripts (mgmt/tests/fixtures),
+playing ovhad's part by hand, and its control protocol. stdlib only, no
+root, unix sockets in a temporary directory; about 2 s. Prints
+"N passed, N failed"; exit 0 when nothing failed."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SIM = sys.argv[1] if len(sys.argv) > 1 else "ovpn_sim"
+PASSED = 0
+FAILED = 0
+
+
+def check(name, cond, detail=""):
+    global PASSED, FAILED
+    if cond:
+        PASSED += 1
+        print("ok   " + name)
+    else:
+        FAILED += 1
+        print("FAIL %s%s" % (name, ": " + str(detail) if detail else ""))
+
+
+def wait_for(pred, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class Mgmt:
+    """The controller side of the management socket."""
+
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(5)
+        self.s.connect(path)
+        self.f = self.s.makefile("rb")
+
+    def line(self):
+        raw = self.f.readline()
+        if not raw.endswith(b"\r\n"):
+            raise EOFError("no CRLF line: %r" % raw)
+        return raw[:-2].decode()
+
+    def send(self, text):
+        self.s.sendall(text.encode())
+
+    def block(self, first):
+        """Reads a >CLIENT: header's ENV block: (header, {k: v}, order)."""
+        env, order = {}, []
+        while True:
+            ln = self.line()
+            if ln == ">CLIENT:ENV,END":
+                return first, env, order
+            k, _, v = ln[len(">CLIENT:ENV,"):].partition("=")
+            env[k] = v
+            order.append(k)
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+def ctl(path, cmd, timeout=15):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(path)
+    s.sendall((cmd + "\n").encode())
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    return buf.decode().rstrip("\n")
+
+
+class Async:
+    """A control command run in a thread (connect blocks until decided)."""
+
+    def __init__(self, path, cmd):
+        self.reply = None
+        self.t = threading.Thread(target=self.run, args=(path, cmd))
+        self.t.start()
+
+    def run(self, path, cmd):
+        self.reply = ctl(path, cmd)
+
+    def get(self):
+        self.t.join(15)
+        return self.reply
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="ovpn-sim-test.")
+    mpath = os.path.join(tmp, "mgmt.sock")
+    cpath = os.path.join(tmp, "ctl.sock")
+    conf = os.path.join(tmp, "server.conf")
+    with open(conf, "w") as f:
+        f.write("dev tun7\nifconfig 100.64.0.1 255.255.255.0\n"
+                "management %s/wrong.sock unix\n" % tmp)
+    env = dict(os.environ, OVPN_SIM_CTL=cpath, OVPN_SIM_TIMEOUT_MS="400")
+    # As ovhad runs it with an operator config: the command line wins.
+    proc = subprocess.Popen([SIM, "--config", conf, "--management", mpath,
+                             "unix", "--management-hold"], env=env,
+                            stderr=subprocess.DEVNULL)
+    try:
+        run(mpath, cpath, proc)
+        proc = subprocess.Popen([SIM, "--config", conf, "--management", mpath,
+                                 "unix"], env=env, stderr=subprocess.DEVNULL)
+        up = wait_for(lambda: os.path.exists(cpath))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        check("exits 0 on SIGTERM", up and proc.returncode == 0 and
+              not os.path.exists(cpath), proc.returncode)
+        bad = subprocess.run([SIM, "--config", conf], stderr=subprocess.PIPE,
+                             env=dict(os.environ, OVPN_SIM_CTL=""))
+        check("refuses to run without OVPN_SIM_CTL", bad.returncode == 1 and
+              b"OVPN_SIM_CTL" in bad.stderr, bad.stderr)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (PASSED, FAILED))
+    return 0 if FAILED == 0 and PASSED > 0 else 1
+
+
+def run(mpath, cpath, proc):
+    check("listens on --management PATH (command line wins)",
+          wait_for(lambda: os.path.exists(mpath) and os.path.exists(cpath)))
+    r = ctl(cpath, "connect early")
+    check("connect before a controller is refused", r.startswith("error"), r)
+
+    m = Mgmt(mpath)
+    check("banner", m.line() == ">INFO:OpenVPN Management Interface Version "
+          "5 -- type 'help' for more info")
+    check("held at start", m.line() == ">HOLD:Waiting for hold release:0")
+    m.send("version 3\nbytecount 1\nenv-filter 0\nstate on\nhold release\n")
+    got = [m.line() for _ in range(4)]
+    check("setup replies (version N has none)", got == [
+        "SUCCESS: bytecount interval changed",
+        "SUCCESS: env_filter_level=0",
+        "SUCCESS: real-time state notification set to ON",
+        "SUCCESS: hold release succeeded"], got)
+
+    # allow
+    a = Async(cpath, "connect alice")
+    hdr, env, order = m.block(m.line())
+    check("CONNECT header", hdr == ">CLIENT:CONNECT,0,1", hdr)
+    check("CONNECT env", env.get("common_name") == "alice" and
+          env.get("untrusted_ip", "").startswith("198.18.") and
+          env.get("IV_VER") == "2.6.14" and env.get("IV_PROTO") == "990" and
+          env.get("password") == "" and env.get("dev") == "tun7", env)
+    check("CONNECT env order as recorded", order[:6] == [
+        "n_clients", "password", "untrusted_port", "untrusted_ip",
+        "common_name", "username"] and order[6] == "IV_COMP_STUBv2", order)
+    m.send("client-auth 0 1\nifconfig-push 100.64.0.50 255.255.255.0\n"
+           "iroute 100.96.77.0 255.255.255.0\nEND\n")
+    check("client-auth SUCCESS",
+          m.line() == "SUCCESS: client-auth command succeeded")
+    check("ADDRESS primary", m.line() == ">CLIENT:ADDRESS,0,100.64.0.50,1")
+    check("ADDRESS iroute",
+          m.line() == ">CLIENT:ADDRESS,0,100.96.77.0/255.255.255.0,0")
+    hdr, env, _ = m.block(m.line())
+    check("ESTABLISHED", hdr == ">CLIENT:ESTABLISHED,0" and
+          env.get("ifconfig_pool_remote_ip") == "100.64.0.50" and
+          env.get("trusted_ip", "").startswith("198.18."), (hdr, env))
+    check("ctl allow reply", a.get() == "allow 0 100.64.0.50", a.reply)
+
+    # deny, with quotes in the reasons
+    d = Async(cpath, "connect mallory bob s3cret")
+    hdr, env, _ = m.block(m.line())
+    check("username/password in ENV", env.get("username") == "bob" and
+          env.get("password") == "s3cret", env)
+    m.send('client-deny 1 1 "banned \\"x\\"" "go away"\n')
+    check("client-deny SUCCESS",
+          m.line() == "SUCCESS: client-deny command succeeded")
+    hdr, env, _ = m.block(m.line())
+    check("DISCONNECT after deny, empty env",
+          hdr == ">CLIENT:DISCONNECT,1" and env == {}, (hdr, env))
+    check("ctl deny reply", d.get() == 'deny 1 "banned \\"x\\"" "go away"',
+          d.reply)
+
+    # status 3
+    m.send("status 3\n")
+    rows = []
+    while True:
+        ln = m.line()
+        rows.append(ln)
+        if ln == "END":
+            break
+    cl = [r.split("\t") for r in rows if r.startswith("CLIENT_LIST\t")]
+    check("status 3 lists alice", len(cl) == 1 and len(cl[0]) == 13 and
+          cl[0][1] == "alice" and cl[0][3] == "100.64.0.50" and
+          cl[0][9] == "UNDEF" and cl[0][10] == "0" and
+          cl[0][12] == "AES-256-GCM", cl)
+    check("status 3 header and routing", rows[0].startswith(
+        "TITLE\tOpenVPN 2.6.14 ") and any(
+        r.startswith("ROUTING_TABLE\t100.64.0.50\talice\t") for r in rows) and
+        rows[-3] == "GLOBAL_STATS\tMax bcast/mcast queue length\t0", rows)
+
+    # errors
+    m.send("client-auth 77 1\npush \"route 100.96.0.0 255.255.0.0\"\nEND\n")
+    check("client-auth unknown CID fails after END",
+          m.line() == "ERROR: client-auth command failed")
+    m.send("frobnicate\n")
+    check("unknown command", m.line() ==
+          "ERROR: unknown command, enter 'help' for more options")
+    m.send("client-kill 77\n")
+    check("client-kill unknown CID",
+          m.line() == "ERROR: client-kill command failed")
+
+    # disconnect from the control side
+    r = ctl(cpath, "disconnect 0")
+    hdr, env, _ = m.block(m.line())
+    check("ctl disconnect", r == "ok" and hdr == ">CLIENT:DISCONNECT,0" and
+          "bytes_sent" in env and env.get("common_name") == "alice",
+          (r, hdr, env))
+    check("ctl disconnect unknown", ctl(cpath, "disconnect 0").startswith(
+        "error"))
+
+    # pending client, controller goes away and comes back
+    b = Async(cpath, "connect bob")
+    hdr, env, _ = m.block(m.line())
+    r = ctl(cpath, "drop")
+    try:
+        eof = m.f.readline() == b""
+    except OSError:
+        eof = True
+    check("drop cuts the controller", r == "ok" and eof, r)
+    m.close()
+    m = Mgmt(mpath)
+    check("re-greeting without HOLD", m.line().startswith(
+        ">INFO:OpenVPN Management Interface Version 5"))
+    m.send("status 3\n")
+    rows = []
+    while True:
+        ln = m.line()
+        rows.append(ln)
+        if ln == "END":
+            break
+    cl = [r.split("\t") for r in rows if r.startswith("CLIENT_LIST\t")]
+    check("status 3 shows the waiting client", len(cl) == 1 and
+          cl[0][1] == "bob" and cl[0][3] == "" and cl[0][12] == "BF-CBC", cl)
+    m.send("client-kill %s\n" % cl[0][10] if cl else "client-kill 2\n")
+    check("client-kill SUCCESS",
+          m.line() == "SUCCESS: client-kill command succeeded")
+    hdr, env, _ = m.block(m.line())
+    check("DISCONNECT of the killed waiting client, empty env",
+          hdr == ">CLIENT:DISCONNECT,2" and env == {}, (hdr, env))
+    check("ctl killed reply", b.get() == "killed 2", b.reply)
+
+    # no answer: timeout (400 ms here)
+    t = Async(cpath, "connect carol")
+    m.block(m.line())
+    check("ctl timeout reply", t.get() == "timeout 3", t.reply)
+    hdr, env, _ = m.block(m.line())
+    check("DISCONNECT after timeout", hdr == ">CLIENT:DISCONNECT,3", hdr)
+
+    # storm with an auto-answering controller
+    seen = set()
+
+    def answer():
+        while True:
+            try:
+                ln = m.line()
+            except (EOFError, OSError):
+                return
+            if ln.startswith(">CLIENT:CONNECT,"):
+                cid = ln.split(",")[1]
+                _, env, _ = m.block(ln)
+                seen.add(env["common_name"])
+                if env["common_name"] == "st-4":
+                    m.send('client-deny %s 1 "no" "no"\n' % cid)
+                else:
+                    m.send("client-auth %s 1\nifconfig-push 100.64.1.%d "
+                           "255.255.0.0\nEND\n" % (cid, int(cid) % 200 + 2))
+            elif ln.startswith(">CLIENT:") and not ln.startswith(
+                    ">CLIENT:ADDRESS"):
+                m.block(ln)  # ESTABLISHED, DISCONNECT
+
+    th = threading.Thread(target=answer, daemon=True)
+    th.start()
+    r = ctl(cpath, "storm 50 5 4 st")
+    kv = dict(x.split("=") for x in r.split()[1:])
+    check("storm result", r.startswith("done") and kv["n"] == "50" and
+          kv["allow"] == "40" and kv["deny"] == "10" and
+          kv["timeout"] == "0" and int(kv["p99_us"]) >= int(kv["p50_us"]),
+          r)
+    check("storm identities", seen == {"st-%d" % i for i in range(5)}, seen)
+    r = ctl(cpath, "stats")
+    check("storm leaves no session behind", "clients=0 " in r, r)
+    check("storm bounds", ctl(cpath, "storm 1000001 1 1 x").startswith(
+        "error") and ctl(cpath, "storm 5 1 0 x").startswith("error"))
+
+    m.send("exit\n")
+    th.join(3)
+    r = ctl(cpath, "stats")
+    check("exit closes the controller", not th.is_alive() and
+          "mgmt_connected=0 " in r, r)
+
+    check("quit", ctl(cpath, "quit") == "bye")
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
+    check("exits 0 on quit and removes its sockets", proc.returncode == 0 and
+          not os.path.exists(mpath) and not os.path.exists(cpath),
+          proc.returncode)
+    m.close()
+
+
+if __name__ == "__main__":
+    signal.alarm(60)
+    sys.exit(main())
