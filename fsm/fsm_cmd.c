@@ -159,6 +159,20 @@ static int fsm_cmd_set_state(struct fsm *f,
     if (rv < 0) {
         return rv;
     }
+    if (b->state == PROTO_GW_DRAINING && !b->force) {
+        /* Decided here, in log order: two drains racing cannot both pass. */
+        sqlite3_stmt *s = fsm_st(f, FSM_ST_GW_ACTIVE_OTHERS);
+        fsm_bind_text(s, 1, b->gateway_id);
+        int found = fsm_step(s);
+        if (found < 0) {
+            return found;
+        }
+        if (found == 1 && fsm_col_u64(s, 0) == 0) {
+            return fsm_refuse(r, PROTO_R_LAST_ACTIVE,
+                              "no gateway other than %s is active",
+                              b->gateway_id);
+        }
+    }
     if (rv == 0) {
         /* An operator may pre-provision a gateway in any state. */
         rv = fsm_gw_insert(f, b->gateway_id, "", b->state);

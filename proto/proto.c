@@ -240,6 +240,7 @@ static int proto_dec_body(const Ovha__Command *m, struct proto_cmd *o)
             return OVHA_EPROTO;
         }
         o->u.gateway_set_state.state = (enum proto_gw_state)s->state;
+        o->u.gateway_set_state.force = s->force;
         return PROTO_IN(o->u.gateway_set_state.gateway_id, s->gateway_id,
                         PROTO_F_ID | PROTO_F_REQUIRED);
     }
@@ -447,6 +448,7 @@ static void proto_enc_simple(const struct proto_cmd *c,
         ovha__gateway_set_state__init(&b->gs);
         b->gs.gateway_id = PROTO_OUT(c->u.gateway_set_state.gateway_id, err);
         b->gs.state = (Ovha__GatewayState)c->u.gateway_set_state.state;
+        b->gs.force = c->u.gateway_set_state.force;
         m->body_case = OVHA__COMMAND__BODY_GATEWAY_SET_STATE;
         m->gateway_set_state = &b->gs;
         break;
@@ -849,6 +851,7 @@ const char *proto_reason_name(enum proto_reason reason)
         [PROTO_R_IN_USE] = "in_use",
         [PROTO_R_OVERLAP] = "overlap",
         [PROTO_R_NO_BODY] = "no_body",
+        [PROTO_R_LAST_ACTIVE] = "last_active",
     };
     if ((unsigned)reason >= PROTO_R_MAX) {
         return "unknown";

@@ -112,6 +112,7 @@ struct proto_gateway_heartbeat {
 struct proto_gateway_set_state {
     char gateway_id[PROTO_ID_MAX];
     enum proto_gw_state state;
+    bool force; /* DRAINING even if no other gateway is ACTIVE */
 };
 
 struct proto_lease {
@@ -198,7 +199,8 @@ enum proto_reason {
     PROTO_R_NOT_FOUND = 15,
     PROTO_R_IN_USE = 16,
     PROTO_R_OVERLAP = 17,
-    PROTO_R_NO_BODY = 18, /* envelope without a body */
+    PROTO_R_NO_BODY = 18,     /* envelope without a body */
+    PROTO_R_LAST_ACTIVE = 19, /* draining it would leave no active one */
     PROTO_R_MAX,
 };
 

@@ -164,6 +164,40 @@ static void test_fsm_gateway_states(void **state)
     fsm_free(f);
 }
 
+/* Draining needs another active gateway to take the clients, unless
+ * forced; the check is in the FSM so two racing drains cannot both pass. */
+static void test_fsm_drain_last_active(void **state)
+{
+    (void)state;
+    struct fsm *f = fsmtc_setup(); /* gw-1 and gw-2 active */
+    struct proto_result r;
+    struct proto_cmd c;
+    struct fsm_gateway_info g;
+
+    assert_int_equal(fsmt_set_state(f, "gw-1", PROTO_GW_DRAINING, T0, &r), 0);
+    fsmtc_ok(&r);
+    assert_int_equal(fsmt_set_state(f, "gw-2", PROTO_GW_DRAINING, T0, &r), 0);
+    fsmtc_refused(&r, PROTO_R_LAST_ACTIVE);
+    assert_int_equal(fsm_query_gateway(f, "gw-2", &g), 0);
+    assert_int_equal(g.state, PROTO_GW_ACTIVE);
+    /* Down, standby and active are never refused this way. */
+    assert_int_equal(fsmt_set_state(f, "gw-2", PROTO_GW_STANDBY, T0, &r), 0);
+    fsmtc_ok(&r);
+    assert_int_equal(fsmt_set_state(f, "gw-2", PROTO_GW_ACTIVE, T0, &r), 0);
+    fsmtc_ok(&r);
+    /* Forced: accepted, and the force flag survives encoding. */
+    fsmt_env(&c, PROTO_CMD_GATEWAY_SET_STATE, "leader", T0 + 1, 0);
+    ovha_strlcpy(c.u.gateway_set_state.gateway_id, "gw-2",
+                 sizeof(c.u.gateway_set_state.gateway_id));
+    c.u.gateway_set_state.state = PROTO_GW_DRAINING;
+    c.u.gateway_set_state.force = true;
+    assert_int_equal(fsmt_apply(f, &c, &r), 0);
+    fsmtc_ok(&r);
+    assert_int_equal(fsm_query_gateway(f, "gw-2", &g), 0);
+    assert_int_equal(g.state, PROTO_GW_DRAINING);
+    fsm_free(f);
+}
+
 /* ---- pools --------------------------------------------------------------- */
 
 static void test_fsm_pool_put(void **state)
@@ -992,6 +1026,7 @@ int fsm_test_commands(void)
         cmocka_unit_test(test_fsm_malformed),
         cmocka_unit_test(test_fsm_clock_is_max),
         cmocka_unit_test(test_fsm_gateway_states),
+        cmocka_unit_test(test_fsm_drain_last_active),
         cmocka_unit_test(test_fsm_pool_put),
         cmocka_unit_test(test_fsm_open_allocates),
         cmocka_unit_test(test_fsm_sticky_and_expiry),
