@@ -9,6 +9,7 @@
  *   GET  /v1/cluster/sessions[?gateway=G]
  *   GET  /v1/cluster/gateways
  *   GET  /v1/audit/head         chain head, verified
+ *   GET  /v1/usage?cn=X[&period=YYYY-MM]  replicated byte usage and quota
  *
  * Membership changes answer only once raft has committed them (or failed):
  * the handler keeps the request and the rft change callback answers it.
@@ -25,6 +26,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "node/node.h"
@@ -588,6 +590,41 @@ static void node_api_cluster_audit_head(struct node_http_req *r, void *data)
                   node_api_cluster_uint(bad)));
 }
 
+/* Usage is charged per calendar month (UTC), the period's id "YYYY-MM". */
+static void node_api_cluster_usage(struct node_http_req *r, void *data)
+{
+    struct node *n = data;
+    const char *cn = node_http_req_query(r, "cn");
+    const char *period = node_http_req_query(r, "period");
+    char now[16];
+    struct fsm_usage_info u;
+    if (!node_api_cluster_check(n, r)) {
+        return;
+    }
+    if (cn == NULL || *cn == '\0') {
+        node_api_cluster_error(r, 400, "query must name ?cn=");
+        return;
+    }
+    if (period == NULL) {
+        time_t t = (time_t)(ovha_now_real_ms() / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(now, sizeof(now), "%Y-%m", &tm);
+        period = now;
+    }
+    int rv = fsm_query_usage(n->fsm, cn, period, &u);
+    if (rv != 0) {
+        node_api_cluster_error(r, 500, ovha_strerror(rv));
+        return;
+    }
+    node_http_respond_json(
+        r, 200,
+        json_pack("{s:o, s:s, s:I, s:I, s:I}", "cn", node_api_cluster_str(cn),
+                  "period", period, "bytes_in", (json_int_t)u.bytes_in,
+                  "bytes_out", (json_int_t)u.bytes_out, "quota_bytes",
+                  (json_int_t)u.quota_bytes));
+}
+
 int node_api_cluster_register(struct node *n)
 {
     static const struct {
@@ -603,6 +640,7 @@ int node_api_cluster_register(struct node *n)
         { "GET", "/v1/cluster/gateways", node_api_cluster_gateways },
         { "GET", "/v1/leases", node_api_cluster_leases },
         { "GET", "/v1/audit/head", node_api_cluster_audit_head },
+        { "GET", "/v1/usage", node_api_cluster_usage },
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         int rv = node_http_route(n->http, routes[i].method, routes[i].path,

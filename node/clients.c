@@ -295,7 +295,7 @@ static void node_clients_timer_cb(uv_timer_t *t)
                  (unsigned long long)p->cid, p->kid,
                  (unsigned long long)c->deadline_ms);
         node_clients_send_deny(c, p->cid, p->kid, "decision deadline exceeded",
-                               "Service temporarily unavailable");
+                               NODE_TEMP_CLIENT_REASON);
         node_pending_finish(p);
     }
     node_clients_arm(c);
@@ -320,7 +320,7 @@ static void node_clients_on_auth_request(struct node_clients *c,
     struct node_pending *p = ovha_calloc(1, sizeof(*p));
     if (p == NULL) {
         node_clients_send_deny(c, ev->cid, ev->kid, "out of memory",
-                               "Service temporarily unavailable");
+                               NODE_TEMP_CLIENT_REASON);
         return;
     }
     p->c = c;
@@ -355,7 +355,7 @@ static void node_clients_on_auth_request(struct node_clients *c,
     if (rv != 0 && !p->done) {
         c->stats.denied++;
         node_clients_send_deny(c, p->cid, p->kid, "decision failed",
-                               "Service temporarily unavailable");
+                               NODE_TEMP_CLIENT_REASON);
         node_pending_finish(p);
     }
     if (p->done) {

@@ -85,6 +85,7 @@ static const char *const node_cfg_protos[] = { "udp", "tcp-server", NULL };
 static const char *const node_cfg_actions[] = { "allow", "deny", NULL };
 static const char *const node_cfg_bools[] = { "false", "true", NULL };
 static const char *const node_cfg_excess[] = { "evict_oldest", "refuse", NULL };
+static const char *const node_cfg_roles[] = { "active", "standby", NULL };
 
 #define NODE_CFG_FSIZE(type, f) sizeof(((type *)0)->f)
 #define R(f)                                                      \
@@ -352,6 +353,29 @@ static const struct node_cfg_key node_cfg_keys[] = {
       R(cluster.refuse_excess),
       .choices = node_cfg_excess,
       .def = "evict_oldest" },
+    { .path = "cluster.gateway_lease_ms",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.gateway_lease_ms),
+      .min = 500,
+      .max = 3600000,
+      .defnum = 5000 },
+    { .path = "cluster.fence_timeout_ms",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.fence_timeout_ms),
+      .min = 100,
+      .max = 3600000,
+      .defnum = 2000 },
+    { .path = "cluster.role",
+      .type = NODE_CFG_T_ENUM,
+      R(cluster.standby),
+      .choices = node_cfg_roles,
+      .def = "active" },
+    { .path = "cluster.standby_min_active",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.standby_min_active),
+      .min = 1,
+      .max = 64,
+      .defnum = 1 },
 
     /* The upstream decision API (issue 5, docs/upstream.md): present =
      * rules from the upstream, not from policy.clients/groups. Nothing in
@@ -1543,6 +1567,48 @@ static int node_cfg_check_nonempty(struct node_cfg_ctx *c,
 /* The cluster section: required paths must not be empty (YAML lets
  * "data_dir:" through as ""), and raft's timers must leave room for a
  * few heartbeats per election timeout. */
+/* The timings that keep "no IP on two live clients" under partitions: a
+ * cut-off gateway notices (up to two election timeouts) and fences its
+ * clients before the leader declares it down and its clients' addresses
+ * can be taken over; and an orphaned lease outlives both before it may go
+ * to another CN. */
+static int node_cfg_check_fencing(struct node_cfg_ctx *c)
+{
+    const struct node_cfg_cluster *cl = &c->cfg->cluster;
+    uint64_t fenced = cl->fence_timeout_ms + 2ull * cl->election_timeout_ms;
+
+    if (fenced >= cl->gateway_lease_ms) {
+        /* Point at whichever of the three the file set. */
+        const char *at = node_cfg_seen(c, "cluster.gateway_lease_ms")
+                             ? "cluster.gateway_lease_ms"
+                         : node_cfg_seen(c, "cluster.fence_timeout_ms")
+                             ? "cluster.fence_timeout_ms"
+                             : "cluster.election_timeout_ms";
+        return node_cfg_err(
+            c, node_cfg_mark_of(c, at),
+            "cluster.gateway_lease_ms (%llu) must be above "
+            "cluster.fence_timeout_ms + 2 x cluster.election_timeout_ms "
+            "(%llu): a partitioned gateway must fence its clients before "
+            "it is declared down",
+            (unsigned long long)cl->gateway_lease_ms,
+            (unsigned long long)fenced);
+    }
+    if (cl->lease_ttl_ms <= cl->fence_timeout_ms + cl->gateway_lease_ms) {
+        const char *at = node_cfg_seen(c, "cluster.lease_ttl_ms")
+                             ? "cluster.lease_ttl_ms"
+                             : "cluster.gateway_lease_ms";
+        return node_cfg_err(
+            c, node_cfg_mark_of(c, at),
+            "cluster.lease_ttl_ms (%llu) must be above "
+            "cluster.fence_timeout_ms + cluster.gateway_lease_ms (%llu): "
+            "an address may go to another client only after its old "
+            "holder was fenced",
+            (unsigned long long)cl->lease_ttl_ms,
+            (unsigned long long)(cl->fence_timeout_ms + cl->gateway_lease_ms));
+    }
+    return 0;
+}
+
 static int node_cfg_check_cluster(struct node_cfg_ctx *c)
 {
     static const char *const paths[] = { "cluster.data_dir", "cluster.ca",
@@ -1567,7 +1633,7 @@ static int node_cfg_check_cluster(struct node_cfg_ctx *c)
                             "half of cluster.election_timeout_ms (%u)",
                             cl->heartbeat_timeout_ms, cl->election_timeout_ms);
     }
-    return 0;
+    return node_cfg_check_fencing(c);
 }
 
 /* Only https: the upstream sees client names and passwords. */

@@ -105,6 +105,13 @@ struct node_cfg_cluster {
     uint64_t lease_ttl_ms;             /* 86400000 */
     unsigned max_sessions;             /* per CN, cluster-wide; 1 */
     bool refuse_excess; /* on_excess: refuse (true) or evict_oldest */
+    /* Failover (docs/cluster.md): the leader marks a gateway down when
+     * its heartbeats stop for gateway_lease_ms; a node that knows no
+     * leader for fence_timeout_ms kills its clients so they move. */
+    uint64_t gateway_lease_ms;   /* 5000 */
+    uint64_t fence_timeout_ms;   /* 2000 */
+    bool standby;                /* role: active (false) or standby */
+    unsigned standby_min_active; /* standby admits below this many; 1 */
 };
 
 /* The upstream decision API (issue 5, docs/upstream.md). Absent section =

@@ -62,6 +62,12 @@ void node_decision_client_config(const struct node_decision *d,
 
 typedef void (*node_decide_cb)(const struct node_decision *d, void *data);
 
+/* The client reason of a refusal that another gateway, or this one a bit
+ * later, may not give: OpenVPN 2.6 clients treat "AUTH_FAILED,TEMP..." as
+ * temporary and go on to their next remote instead of exiting. */
+#define NODE_TEMP_CLIENT_REASON \
+    "TEMP[advance remote]:Service temporarily unavailable"
+
 /* ---- rules sources ------------------------------------------------------- */
 
 enum node_excess {
@@ -184,5 +190,22 @@ void node_repl_set_cfg(struct node_repl *r, const struct node_cfg *cfg);
 void node_repl_decider(struct node_repl *r, struct node_decider *ret);
 /* After rft_close completed (no proposal callback is still due). */
 void node_repl_close(struct node_repl *r, void (*cb)(void *data), void *data);
+
+struct node_failover;
+struct proto_result;
+/* Consulted before every admission (NULL = none). */
+void node_repl_set_failover(struct node_repl *r, struct node_failover *fo);
+/* Proposes GatewaySetState(gateway, state) (an enum proto_gw_state);
+ * force lets DRAINING pass with no other gateway active. cb (NULL = only
+ * logged) gets the outcome as for rft_propose. Returns 0 or a negative
+ * error (then cb never fires). */
+int node_repl_set_gateway_state(struct node_repl *r,
+                                const char *gateway,
+                                int state,
+                                bool force,
+                                void (*cb)(void *data,
+                                           int status,
+                                           const struct proto_result *res),
+                                void *data);
 
 #endif

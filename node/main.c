@@ -99,11 +99,20 @@ static void node_repl_closed_cb(void *data)
     node_close_tiers(n);
 }
 
+static void node_failover_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->failover = NULL;
+    node_repl_close(n->repl, node_repl_closed_cb, n);
+}
+
 static void node_rft_closed_cb(void *data)
 {
     struct node *n = data;
     n->rft = NULL;
-    if (n->repl != NULL) {
+    if (n->failover != NULL) {
+        node_failover_close(n->failover, node_failover_closed_cb, n);
+    } else if (n->repl != NULL) {
         node_repl_close(n->repl, node_repl_closed_cb, n);
     } else {
         node_close_tiers(n);
@@ -324,6 +333,11 @@ static int node_start_cluster(struct node *n,
     rv = node_repl_new(n->loop, n->boot_cfg, n->rft, n->fsm, rules, &n->repl);
     if (rv == 0) {
         node_repl_decider(n->repl, decider);
+        rv = node_failover_new(n->loop, n->boot_cfg, n->rft, n->fsm, n->repl,
+                               &n->failover);
+    }
+    if (rv == 0) {
+        node_repl_set_failover(n->repl, n->failover);
     }
     return rv;
 }
@@ -362,6 +376,7 @@ static int node_start(struct node *n)
     }
     if (rv == 0 && n->repl != NULL) {
         node_repl_start(n->repl, n->clients);
+        node_failover_start(n->failover, n->clients);
     }
     if (rv == 0) {
         rv = node_start_signals(n);
@@ -386,6 +401,9 @@ static int node_start(struct node *n)
     }
     if (rv == 0) {
         rv = node_api_cluster_register(n);
+    }
+    if (rv == 0) {
+        rv = node_api_gateway_register(n);
     }
     if (rv == 0) {
         rv = mgmt_conn_start(n->mgmt);

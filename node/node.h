@@ -13,6 +13,7 @@
 #include "node/clients.h"
 #include "node/config.h"
 #include "node/decide.h"
+#include "node/failover.h"
 #include "node/http.h"
 #include "node/supervisor.h"
 #include "node/tiers.h"
@@ -38,7 +39,8 @@ struct node {
      * and its runtime. NULL when standalone. */
     struct fsm *fsm;
     struct rft *rft;
-    struct node_repl *repl; /* the replicated decider (replicated.c) */
+    struct node_repl *repl;         /* the replicated decider (replicated.c) */
+    struct node_failover *failover; /* liveness, fencing, drain */
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     int exit_code;
@@ -51,5 +53,8 @@ int node_api_register(struct node *n);
 /* Registers the /v1/cluster... and /v1/leases endpoints (api_cluster.c);
  * they answer 409 {"error": "standalone node"} when n->rft is NULL. */
 int node_api_cluster_register(struct node *n);
+/* Registers /v1/gateways/drain, /v1/gateways/activate and /v1/failover
+ * (api_gateway.c); 409 on a standalone node. */
+int node_api_gateway_register(struct node *n);
 
 #endif

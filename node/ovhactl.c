@@ -39,6 +39,7 @@ struct ovhactl {
     const char *role;    /* cluster join: voter|standby|spare */
     bool cluster;        /* sessions: the replicated, cluster-wide list */
     const char *gateway; /* sessions --cluster: only this gateway's */
+    bool force;          /* gateway drain: even the last active one */
 };
 
 struct ovhactl_answer {
@@ -833,6 +834,99 @@ static int ovhactl_cmd_cluster_remove(struct ovhactl *ctl,
     return rv;
 }
 
+/* gateway drain|activate G: one GatewaySetState through raft. */
+static int ovhactl_gateway_state(struct ovhactl *ctl,
+                                 int argc,
+                                 char **argv,
+                                 bool drain)
+{
+    const char *verb = drain ? "drain" : "activate";
+    char path[64];
+    json_t *j = NULL;
+    int rv;
+
+    if (argc != 1) {
+        ovhactl_err("gateway %s needs exactly one gateway id", verb);
+        return OVHACTL_USAGE;
+    }
+    snprintf(path, sizeof(path), "/v1/gateways/%s", verb);
+    rv = ovhactl_post(ctl, path,
+                      json_pack("{s:s, s:b}", "gateway", argv[0], "force",
+                                drain && ctl->force),
+                      &j);
+    if (rv == 0 && !ctl->json) {
+        printf("gateway %s: %s\n", argv[0],
+               drain ? "draining (its clients move to their next remote)"
+                     : "active");
+    }
+    json_decref(j);
+    return rv;
+}
+
+static int ovhactl_cmd_gateway_drain(struct ovhactl *ctl, int argc, char **argv)
+{
+    return ovhactl_gateway_state(ctl, argc, argv, true);
+}
+
+static int ovhactl_cmd_gateway_activate(struct ovhactl *ctl,
+                                        int argc,
+                                        char **argv)
+{
+    return ovhactl_gateway_state(ctl, argc, argv, false);
+}
+
+static int ovhactl_cmd_cn_usage(struct ovhactl *ctl, int argc, char **argv)
+{
+    char path[1024];
+    json_t *j = NULL, *v;
+    const char *key;
+    int rv;
+
+    if (argc != 1) {
+        ovhactl_err("usage needs exactly one CN");
+        return OVHACTL_USAGE;
+    }
+    snprintf(path, sizeof(path), "/v1/usage");
+    if (ovhactl_query(path, sizeof(path), "cn", argv[0]) != 0) {
+        ovhactl_err("CN too long");
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_call(ctl, "GET", path, NULL, &j);
+    if (rv == 0 && !ctl->json) {
+        json_object_foreach(j, key, v)
+        {
+            ovhactl_print_field("", key, v);
+        }
+    }
+    json_decref(j);
+    return rv;
+}
+
+static int ovhactl_cmd_failover(struct ovhactl *ctl, int argc, char **argv)
+{
+    json_t *j = NULL, *v;
+    const char *key;
+    int rv;
+
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("failover takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    rv = ovhactl_call(ctl, "GET", "/v1/failover", NULL, &j);
+    if (rv != 0) {
+        return rv;
+    }
+    if (!ctl->json) {
+        json_object_foreach(j, key, v)
+        {
+            ovhactl_print_field("", key, v);
+        }
+    }
+    json_decref(j);
+    return OVHACTL_OK;
+}
+
 static int ovhactl_cmd_cluster_transfer(struct ovhactl *ctl,
                                         int argc,
                                         char **argv)
@@ -1234,6 +1328,30 @@ static const struct ovhactl_cmd ovhactl_cmds[] = {
       "(active, standby, draining, down) and LAST SEEN (UTC, the time of\n"
       "its last heartbeat as replicated).\n",
       ovhactl_cmd_cluster_gateways },
+    { "gateway drain", "G [--force]",
+      "drain gateway G (POST /v1/gateways/drain)",
+      "Marks gateway G draining through raft: G admits no new client and\n"
+      "kills its clients with RESTART,[N], so they reconnect to their next\n"
+      "remote and keep their addresses there. Refused when no other gateway\n"
+      "is active, unless --force. Undo with 'gateway activate G'.\n",
+      ovhactl_cmd_gateway_drain },
+    { "gateway activate", "G",
+      "make gateway G active (POST /v1/gateways/activate)",
+      "Marks gateway G active through raft: it admits clients again.\n",
+      ovhactl_cmd_gateway_activate },
+    { "usage", "CN",
+      "the CN's replicated byte usage this month (GET /v1/usage)",
+      "Bytes in and out charged to CN in the current calendar month (UTC)\n"
+      "across every gateway, and its quota (0 = none), from this node's\n"
+      "applied state.\n",
+      ovhactl_cmd_cn_usage },
+    { "failover", "",
+      "this node's fencing and failover counters (GET /v1/failover)",
+      "Whether this node is fenced (no raft leader for longer than\n"
+      "cluster.fence_timeout_ms), why it refuses new clients if it does,\n"
+      "and counters: fences, clients killed while fenced or draining,\n"
+      "gateways it marked down as leader, standby role changes.\n",
+      ovhactl_cmd_failover },
     { "upstream", "",
       "show the upstream API and cache tier counters (GET /v1/upstream)",
       "Prints the decision tiers' counters: lookups, hits per tier (memory,\n"
@@ -1386,6 +1504,7 @@ int main(int argc, char **argv)
         { "role", required_argument, NULL, 'r' },
         { "cluster", no_argument, NULL, 'c' },
         { "gateway", required_argument, NULL, 'g' },
+        { "force", no_argument, NULL, 'f' },
         { NULL, 0, NULL, 0 },
     };
     struct ovhactl ctl = { .socket = getenv("OVHA_SOCKET"),
@@ -1400,7 +1519,7 @@ int main(int argc, char **argv)
     }
     /* Options may come before or after the command (GNU permutation). */
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "s:t:hm:r:cg:", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "s:t:hm:r:cg:f", opts, NULL)) != -1) {
         switch (opt) {
         case 's':
             ctl.socket = optarg;
@@ -1430,6 +1549,9 @@ int main(int argc, char **argv)
             break;
         case 'g':
             ctl.gateway = optarg;
+            break;
+        case 'f':
+            ctl.force = true;
             break;
         default:
             ovhactl_err(

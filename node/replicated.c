@@ -41,6 +41,7 @@
 #include "fsm/fsm.h"
 #include "node/clients.h"
 #include "node/decide.h"
+#include "node/failover.h"
 #include "proto/proto.h"
 #include "raft/raft.h"
 
@@ -61,6 +62,7 @@ struct node_repl {
     struct rft *rft;
     struct fsm *fsm;
     struct node_rules rules;
+    struct node_failover *fo; /* admission gate (NULL = none) */
     struct node_clients *clients;
     uint64_t req_base; /* random per process: req_ids never collide */
     uint64_t req_seq;
@@ -194,7 +196,7 @@ static void node_repl_decided_cb(void *data,
         d->allow = false;
         snprintf(d->reason, sizeof(d->reason), "cluster unavailable: %s",
                  ovha_strerror(status));
-        ovha_strlcpy(d->client_reason, "Service temporarily unavailable",
+        ovha_strlcpy(d->client_reason, NODE_TEMP_CLIENT_REASON,
                      sizeof(d->client_reason));
     } else if (!ok) {
         d->allow = false;
@@ -206,7 +208,11 @@ static void node_repl_decided_cb(void *data,
             ovha_strlcpy(d->reason + n + 2, res->detail,
                          sizeof(d->reason) - n - 2);
         }
-        ovha_strlcpy(d->client_reason, "Access denied",
+        /* This gateway may not admit now; another one can. */
+        bool transient = res->reason == PROTO_R_GATEWAY_NOT_ACTIVE ||
+                         res->reason == PROTO_R_UNKNOWN_GATEWAY;
+        ovha_strlcpy(d->client_reason,
+                     transient ? NODE_TEMP_CLIENT_REASON : "Access denied",
                      sizeof(d->client_reason));
     } else {
         d->session_id = res->session_id;
@@ -292,7 +298,7 @@ static void node_repl_grant_cb(const struct node_grant *g, void *data)
         call->d.allow = false;
         snprintf(call->d.reason, sizeof(call->d.reason),
                  "cluster unavailable: %s", ovha_strerror(rv));
-        ovha_strlcpy(call->d.client_reason, "Service temporarily unavailable",
+        ovha_strlcpy(call->d.client_reason, NODE_TEMP_CLIENT_REASON,
                      sizeof(call->d.client_reason));
     }
     /* A deny, a REAUTH (its session and address stand) or a failure. */
@@ -302,6 +308,19 @@ static void node_repl_grant_cb(const struct node_grant *g, void *data)
     }
 }
 
+/* This gateway does not admit now (fenced, draining, standby): the client
+ * is told to try its next remote. */
+static void node_repl_refuse(const char *why, node_decide_cb cb, void *data)
+{
+    struct node_decision d;
+    memset(&d, 0, sizeof(d));
+    ovha_strlcpy(d.reason, why, sizeof(d.reason));
+    ovha_strlcpy(d.client_reason, NODE_TEMP_CLIENT_REASON,
+                 sizeof(d.client_reason));
+    d.source = "failover";
+    cb(&d, data);
+}
+
 static int node_repl_decide_op(void *impl,
                                const struct node_decision_req *req,
                                node_decide_cb cb,
@@ -309,6 +328,13 @@ static int node_repl_decide_op(void *impl,
                                void **ret_handle)
 {
     struct node_repl *r = impl;
+    const char *refusal =
+        r->fo != NULL && !req->reauth ? node_failover_refusal(r->fo) : NULL;
+    if (refusal != NULL) {
+        node_repl_refuse(refusal, cb, data);
+        *ret_handle = NULL;
+        return 0;
+    }
     struct node_repl_call *call = ovha_calloc(1, sizeof(*call));
     if (call == NULL) {
         return -ENOMEM;
@@ -518,17 +544,23 @@ static void node_repl_reconcile_cb(uv_timer_t *t)
     size_t ngone = 0;
     for (size_t i = 0; i < n && ngone < 64; i++) {
         struct fsm_session_info info;
-        if (local[i].session_id != 0 &&
-            fsm_query_session(r->fsm, local[i].session_id, &info) == -ENOENT) {
+        if (local[i].session_id == 0) {
+            continue;
+        }
+        int q = fsm_query_session(r->fsm, local[i].session_id, &info);
+        /* Orphaned: this gateway was declared down meanwhile (e.g. while
+         * partitioned); the client belongs elsewhere now. */
+        if (q == -ENOENT || (q == 0 && info.state == FSM_SESSION_ORPHANED)) {
             gone[ngone++] = local[i].session_id;
         }
     }
     for (size_t i = 0; i < ngone; i++) {
         LOG_INFO("repl",
-                 "session %llu ended elsewhere (taken over or "
-                 "evicted): killing the local client",
+                 "session %llu ended or was orphaned elsewhere (taken "
+                 "over, evicted, gateway declared down): killing the "
+                 "local client",
                  (unsigned long long)gone[i]);
-        node_clients_kill_session(r->clients, gone[i], NULL);
+        node_clients_kill_session(r->clients, gone[i], NODE_FAILOVER_KILL_MSG);
     }
     struct node_repl_walk w = { .r = r, .now = ovha_now_real_ms() };
     fsm_query_sessions(r->fsm, r->cfg->id, node_repl_stale_cb, &w);
@@ -639,6 +671,31 @@ static const struct node_decider_ops node_repl_ops = {
     .session_established = node_repl_established_op,
     .session_bytes = node_repl_bytes_op,
 };
+
+void node_repl_set_failover(struct node_repl *r, struct node_failover *fo)
+{
+    r->fo = fo;
+}
+
+int node_repl_set_gateway_state(struct node_repl *r,
+                                const char *gateway,
+                                int state,
+                                bool force,
+                                rft_propose_cb cb,
+                                void *data)
+{
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_GATEWAY_SET_STATE);
+    ovha_strlcpy(c.u.gateway_set_state.gateway_id, gateway,
+                 sizeof(c.u.gateway_set_state.gateway_id));
+    c.u.gateway_set_state.state = (enum proto_gw_state)state;
+    c.u.gateway_set_state.force = force;
+    if (cb == NULL) {
+        cb = node_repl_done_cb;
+        data = r;
+    }
+    return node_repl_propose(r, &c, cb, data, 0);
+}
 
 void node_repl_decider(struct node_repl *r, struct node_decider *ret)
 {

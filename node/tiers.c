@@ -316,7 +316,7 @@ static void tiers_entry_grant(struct node_tiers *t,
     struct node_answer a;
     char err[128];
     if (node_answer_parse(e->value, e->value_len, &a, err, sizeof(err)) != 0) {
-        tiers_deny(g, source, "Service temporarily unavailable",
+        tiers_deny(g, source, NODE_TEMP_CLIENT_REASON,
                    "cached answer invalid: %s", err);
         return;
     }
@@ -604,7 +604,7 @@ static void tiers_fallback_deny(struct tiers_flight *f)
 {
     struct node_grant g;
     f->t->stats.fallback_denied++;
-    tiers_deny(&g, "fallback", "Service temporarily unavailable",
+    tiers_deny(&g, "fallback", NODE_TEMP_CLIENT_REASON,
                "upstream unavailable (%s), no answer within max staleness",
                f->cause);
     tiers_flight_finish(f, &g);
@@ -621,7 +621,7 @@ static bool tiers_fallback_entry(struct tiers_flight *f,
         return false;
     }
     if (pw == TIERS_PW_MISMATCH) {
-        tiers_deny(&g, "fallback", "Service temporarily unavailable",
+        tiers_deny(&g, "fallback", NODE_TEMP_CLIENT_REASON,
                    "upstream unavailable (%s), credentials not verifiable",
                    f->cause);
         tiers_flight_finish(f, &g);
@@ -845,8 +845,7 @@ static int tiers_lookup_op(void *impl,
     *ret_handle = NULL;
     t->stats.lookups++;
     if (t->closing) {
-        tiers_deny(&g, "refused", "Service temporarily unavailable",
-                   "shutting down");
+        tiers_deny(&g, "refused", NODE_TEMP_CLIENT_REASON, "shutting down");
         cb(&g, data);
         return 0;
     }
@@ -1126,8 +1125,7 @@ void node_tiers_close(struct node_tiers *t, void (*cb)(void *), void *data)
     t->closing = true;
     t->close_cb = cb;
     t->close_data = data;
-    tiers_deny(&g, "refused", "Service temporarily unavailable",
-               "shutting down");
+    tiers_deny(&g, "refused", NODE_TEMP_CLIENT_REASON, "shutting down");
     /* Answer everyone first; Redis and file callbacks still due release
      * their flights when the tiers close below. */
     struct tiers_flight *f = t->all;

@@ -406,7 +406,11 @@ static void node_test_cluster_full(void **state)
                                              "  pool_name: \"eu-west:main.1\"\n"
                                              "  lease_ttl_ms: 3600000\n"
                                              "  max_sessions: 3\n"
-                                             "  on_excess: refuse\n");
+                                             "  on_excess: refuse\n"
+                                             "  gateway_lease_ms: 9000\n"
+                                             "  fence_timeout_ms: 3000\n"
+                                             "  role: standby\n"
+                                             "  standby_min_active: 2\n");
     const struct node_cfg_cluster *cl = &cfg->cluster;
     assert_true(cl->enabled);
     assert_int_equal(cl->raft_id, 3);
@@ -426,6 +430,10 @@ static void node_test_cluster_full(void **state)
     assert_int_equal(cl->lease_ttl_ms, 3600000);
     assert_int_equal(cl->max_sessions, 3);
     assert_true(cl->refuse_excess);
+    assert_int_equal(cl->gateway_lease_ms, 9000);
+    assert_int_equal(cl->fence_timeout_ms, 3000);
+    assert_true(cl->standby);
+    assert_int_equal(cl->standby_min_active, 2);
     node_cfg_free(cfg);
 }
 
@@ -446,6 +454,10 @@ static void node_test_cluster_defaults(void **state)
     assert_int_equal(cl->lease_ttl_ms, 86400000);
     assert_int_equal(cl->max_sessions, 1);
     assert_false(cl->refuse_excess);
+    assert_int_equal(cl->gateway_lease_ms, 5000);
+    assert_int_equal(cl->fence_timeout_ms, 2000);
+    assert_false(cl->standby);
+    assert_int_equal(cl->standby_min_active, 1);
     node_cfg_free(cfg);
 
     /* The largest raft id is 2^63 - 1; bootstrap: false is accepted. */
@@ -551,6 +563,24 @@ static const struct node_test_bad node_test_cluster_bads[] = {
       "of cluster.election_timeout_ms (50)" },
     { NODE_TEST_BASE "cluster: [1]\n",
       "t.yaml:3:10: section 'cluster' must be a mapping" },
+    /* Fencing must beat the down-marking, and leases must outlive both. */
+    { NODE_TEST_CL "  gateway_lease_ms: 2600\n",
+      "t.yaml:10:21: cluster.gateway_lease_ms (2600) must be above "
+      "cluster.fence_timeout_ms + 2 x cluster.election_timeout_ms (2600): "
+      "a partitioned gateway must fence its clients before it is declared "
+      "down" },
+    { NODE_TEST_CL "  fence_timeout_ms: 4500\n",
+      "t.yaml:10:21: cluster.gateway_lease_ms (5000) must be above "
+      "cluster.fence_timeout_ms + 2 x cluster.election_timeout_ms (5100): "
+      "a partitioned gateway must fence its clients before it is declared "
+      "down" },
+    { NODE_TEST_CL "  lease_ttl_ms: 7000\n",
+      "t.yaml:10:17: cluster.lease_ttl_ms (7000) must be above "
+      "cluster.fence_timeout_ms + cluster.gateway_lease_ms (7000): an "
+      "address may go to another client only after its old holder was "
+      "fenced" },
+    { NODE_TEST_CL "  role: primary\n",
+      "t.yaml:10:9: cluster.role: 'primary' is not one of active|standby" },
 };
 
 static void node_test_cluster_errors(void **state)
