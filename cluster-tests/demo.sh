@@ -33,6 +33,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OVT_NO_SUMMARY=1
 # Raft timers a little shorter than the defaults, so the demo is snappy.
 OVT_RAFT_ELECTION_MS=${OVT_RAFT_ELECTION_MS:-1000}
+# Failover timings that suit 1 s elections (see docs/cluster.md).
+OVT_GW_LEASE_MS=${OVT_GW_LEASE_MS:-5000}
+OVT_FENCE_MS=${OVT_FENCE_MS:-2000}
 OVT_RAFT_HEARTBEAT_MS=${OVT_RAFT_HEARTBEAT_MS:-100}
 OVT_RAFT_SNAP_THRESHOLD=${OVT_RAFT_SNAP_THRESHOLD:-1024}
 OVT_RAFT_SNAP_TRAILING=${OVT_RAFT_SNAP_TRAILING:-1024}

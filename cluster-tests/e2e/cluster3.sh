@@ -317,7 +317,7 @@ for n in 1 2 3; do
         ovt_wait_until "$STEP" sessions_only_on "$n" alice gw2
 done
 ovt_check "c. gw1 kills alice's old session (evicted by the one on gw2)" \
-    wait_for_log 'ended elsewhere.*killing the local client' "$(ovt_gw_log 1)" 10
+    wait_for_log 'elsewhere.*killing the local client' "$(ovt_gw_log 1)" 10
 ovt_check "c. gw1's local sessions no longer list alice" \
     ovt_wait_until "$STEP" negate eval 'ovt_ctl 1 sessions 2>/dev/null | grep -q "^alice "'
 ovt_diag "sessions --cluster (gw3): "

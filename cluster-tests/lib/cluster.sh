@@ -37,6 +37,10 @@ OVT_RAFT_SNAP_THRESHOLD=${OVT_RAFT_SNAP_THRESHOLD:-64}
 OVT_RAFT_SNAP_TRAILING=${OVT_RAFT_SNAP_TRAILING:-64}
 OVT_GW_HEARTBEAT_MS=${OVT_GW_HEARTBEAT_MS:-500}
 OVT_USAGE_INTERVAL_MS=${OVT_USAGE_INTERVAL_MS:-2000}
+# Failover: down after 2.5 s without heartbeats, fenced after 1 s without
+# a leader (+ up to two elections of 300 ms: below the lease, as required).
+OVT_GW_LEASE_MS=${OVT_GW_LEASE_MS:-2500}
+OVT_FENCE_MS=${OVT_FENCE_MS:-1000}
 OVT_DEPLOY_PKI=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../deploy" && pwd)/pki.sh
 declare -A OVT_GW_PID=()
 declare -A OVT_GW_RUN=()
@@ -181,6 +185,8 @@ cluster:
   pool_name: main
   max_sessions: 1
   on_excess: evict_oldest
+  gateway_lease_ms: $OVT_GW_LEASE_MS
+  fence_timeout_ms: $OVT_FENCE_MS
 EOF_CONF
         fi
         ovt__cluster_policy
