@@ -109,6 +109,7 @@ static const char *const fsm_sql[FSM_ST_MAX] = {
         "UPDATE gateways SET addr = ?2, last_seen = ?3,"
         " state = ?4 WHERE id = ?1",
     [FSM_ST_GW_SET_STATE] = "UPDATE gateways SET state = ?2 WHERE id = ?1",
+    [FSM_ST_SUBNET_OWNER] = "SELECT owner_cn FROM subnets WHERE cidr = ?1",
     [FSM_ST_GW_ACTIVE_OTHERS] =
         "SELECT count(*) FROM gateways WHERE state = 0 AND id <> ?1",
     [FSM_ST_GW_SET_USAGE_SEQ] =

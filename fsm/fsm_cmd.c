@@ -1208,6 +1208,22 @@ static int fsm_cmd_subnet_register(struct fsm *f,
     if (fsm_subnet_cidr(b->cidr, cidr, &base, &pfx, r) != 0) {
         return 0;
     }
+    /* The same CN registering its subnet again (it reconnected, maybe on
+     * another gateway) changes nothing. */
+    sqlite3_stmt *o = fsm_st(f, FSM_ST_SUBNET_OWNER);
+    fsm_bind_text(o, 1, cidr);
+    int found = fsm_step(o);
+    if (found < 0) {
+        return found;
+    }
+    if (found == 1) {
+        char owner[PROTO_CN_MAX];
+        fsm_col_text(o, 0, owner, sizeof(owner));
+        sqlite3_reset(o);
+        if (strcmp(owner, b->owner_cn) == 0) {
+            return 0;
+        }
+    }
     fsm_cidr_range(&base, pfx, lo, hi);
     sqlite3_stmt *s = fsm_st(f, FSM_ST_SUBNET_OVERLAP);
     sqlite3_bind_int(s, 1, base.family);

@@ -783,6 +783,16 @@ static void test_fsm_subnets(void **state)
                                   "100.100.0.0/24", "site-a", &r),
                      0);
     fsmtc_ok(&r);
+    /* The owner registering it again (a reconnect) is a no-op; another CN
+     * is refused, even for the very same CIDR. */
+    assert_int_equal(fsmtc_subnet(f, PROTO_CMD_SUBNET_REGISTER,
+                                  "100.100.0.0/24", "site-a", &r),
+                     0);
+    fsmtc_ok(&r);
+    assert_int_equal(fsmtc_subnet(f, PROTO_CMD_SUBNET_REGISTER,
+                                  "100.100.0.0/24", "site-b", &r),
+                     0);
+    fsmtc_refused(&r, PROTO_R_OVERLAP);
     assert_int_equal(fsmtc_subnet(f, PROTO_CMD_SUBNET_REGISTER,
                                   "100.100.0.128/25", "site-b", &r),
                      0);
