@@ -3,7 +3,7 @@
  *
  *   POST /v1/gateways/drain     {"gateway", "force"?}  -> DRAINING
  *   POST /v1/gateways/activate  {"gateway"}            -> ACTIVE
- *   GET  /v1/failover           fenced?, own state, counters
+ *   GET  /v1/failover           fenced?, own state, counters, routes
  *
  * A state change answers once raft committed it (200 with the FSM's
  * audit detail), or failed (503 no leader, 409 refused). Draining the
@@ -177,14 +177,25 @@ static void node_api_gw_failover(struct node_http_req *r, void *data)
     }
     node_failover_get_stats(n->failover, &st);
     const char *refusal = node_failover_refusal(n->failover);
-    node_http_respond_json(
-        r, 200,
-        json_pack("{s:b, s:s?, s:I, s:I, s:I, s:I, s:I}", "fenced", st.fenced,
-                  "refusing", refusal, "fences", (json_int_t)st.fences,
-                  "fence_kills", (json_int_t)st.fence_kills, "drain_kills",
-                  (json_int_t)st.drain_kills, "marked_down",
-                  (json_int_t)st.marked_down, "role_changes",
-                  (json_int_t)st.role_changes));
+    json_t *o = json_pack(
+        "{s:b, s:s?, s:I, s:I, s:I, s:I, s:I}", "fenced", st.fenced, "refusing",
+        refusal, "fences", (json_int_t)st.fences, "fence_kills",
+        (json_int_t)st.fence_kills, "drain_kills", (json_int_t)st.drain_kills,
+        "marked_down", (json_int_t)st.marked_down, "role_changes",
+        (json_int_t)st.role_changes);
+    if (o != NULL && n->routes != NULL) {
+        struct node_routes_stats rs;
+        node_routes_get_stats(n->routes, &rs);
+        json_object_set_new(
+            o, "routes",
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:s}", "passes",
+                      (json_int_t)rs.passes, "failures",
+                      (json_int_t)rs.failures, "desired",
+                      (json_int_t)rs.desired, "added", (json_int_t)rs.added,
+                      "replaced", (json_int_t)rs.replaced, "removed",
+                      (json_int_t)rs.removed, "last_error", rs.last_error));
+    }
+    node_http_respond_json(r, 200, o);
 }
 
 int node_api_gateway_register(struct node *n)

@@ -112,6 +112,11 @@ struct node_cfg_cluster {
     uint64_t fence_timeout_ms;   /* 2000 */
     bool standby;                /* role: active (false) or standby */
     unsigned standby_min_active; /* standby admits below this many; 1 */
+    /* Routes to clients and site subnets homed on other gateways. */
+    bool routes;                /* reconcile kernel routes; true */
+    uint64_t route_interval_ms; /* full reconcile period; 1000 */
+    unsigned route_table;       /* 254 (main) */
+    unsigned route_protocol;    /* rtnetlink protocol id; 233 */
 };
 
 /* The upstream decision API (issue 5, docs/upstream.md). Absent section =

@@ -195,6 +195,9 @@ struct node_failover;
 struct proto_result;
 /* Consulted before every admission (NULL = none). */
 void node_repl_set_failover(struct node_repl *r, struct node_failover *fo);
+struct node_routes;
+/* Kicked when a local site client's subnets are registered (NULL = none). */
+void node_repl_set_routes(struct node_repl *r, struct node_routes *routes);
 /* Proposes GatewaySetState(gateway, state) (an enum proto_gw_state);
  * force lets DRAINING pass with no other gateway active. cb (NULL = only
  * logged) gets the outcome as for rft_propose. Returns 0 or a negative

@@ -99,11 +99,22 @@ static void node_repl_closed_cb(void *data)
     node_close_tiers(n);
 }
 
+static void node_routes_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->routes = NULL;
+    node_repl_close(n->repl, node_repl_closed_cb, n);
+}
+
 static void node_failover_closed_cb(void *data)
 {
     struct node *n = data;
     n->failover = NULL;
-    node_repl_close(n->repl, node_repl_closed_cb, n);
+    if (n->routes != NULL) {
+        node_routes_close(n->routes, node_routes_closed_cb, n);
+    } else {
+        node_repl_close(n->repl, node_repl_closed_cb, n);
+    }
 }
 
 static void node_rft_closed_cb(void *data)
@@ -339,6 +350,12 @@ static int node_start_cluster(struct node *n,
     if (rv == 0) {
         node_repl_set_failover(n->repl, n->failover);
     }
+    if (rv == 0 && n->boot_cfg->cluster.routes) {
+        rv = node_routes_new(n->loop, n->boot_cfg, n->fsm, &n->routes);
+    }
+    if (rv == 0) {
+        node_repl_set_routes(n->repl, n->routes);
+    }
     return rv;
 }
 
@@ -377,6 +394,9 @@ static int node_start(struct node *n)
     if (rv == 0 && n->repl != NULL) {
         node_repl_start(n->repl, n->clients);
         node_failover_start(n->failover, n->clients);
+        if (n->routes != NULL) {
+            node_routes_start(n->routes);
+        }
     }
     if (rv == 0) {
         rv = node_start_signals(n);

@@ -15,6 +15,7 @@
 #include "node/decide.h"
 #include "node/failover.h"
 #include "node/http.h"
+#include "node/routes.h"
 #include "node/supervisor.h"
 #include "node/tiers.h"
 #include "raft/raft.h"
@@ -41,6 +42,7 @@ struct node {
     struct rft *rft;
     struct node_repl *repl;         /* the replicated decider (replicated.c) */
     struct node_failover *failover; /* liveness, fencing, drain */
+    struct node_routes *routes;     /* NULL unless cluster.routes */
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     int exit_code;

@@ -42,6 +42,7 @@
 #include "node/clients.h"
 #include "node/decide.h"
 #include "node/failover.h"
+#include "node/routes.h"
 #include "proto/proto.h"
 #include "raft/raft.h"
 
@@ -62,7 +63,8 @@ struct node_repl {
     struct rft *rft;
     struct fsm *fsm;
     struct node_rules rules;
-    struct node_failover *fo; /* admission gate (NULL = none) */
+    struct node_failover *fo;   /* admission gate (NULL = none) */
+    struct node_routes *routes; /* kicked when local subnets appear */
     struct node_clients *clients;
     uint64_t req_base; /* random per process: req_ids never collide */
     uint64_t req_seq;
@@ -87,6 +89,9 @@ struct node_repl_call {
     void *rules_handle;
     bool reauth;
     uint64_t cid;
+    unsigned subnets_pending; /* SubnetRegister proposals out */
+    bool subnet_temp;         /* the failure may pass on another try */
+    char subnet_err[200];     /* first SubnetRegister failure */
     char cn[PROTO_CN_MAX];
     char real_addr[PROTO_ADDR_MAX];
     struct node_decision d; /* the rules' answer, completed on commit */
@@ -176,6 +181,92 @@ static void node_repl_period(char *out, size_t len)
 
 /* ---- deciding ------------------------------------------------------------ */
 
+static void node_repl_subnets_done(struct node_repl_call *call)
+{
+    struct node_repl *r = call->r;
+    struct node_decision *d = &call->d;
+    if (call->cancelled || call->subnet_err[0] != '\0') {
+        node_repl_close_session(
+            r, d->session_id,
+            call->cancelled ? "decision too late" : "subnet not registered");
+    }
+    if (call->cancelled) {
+        ovha_free(call);
+        return;
+    }
+    if (call->subnet_err[0] != '\0') {
+        d->allow = false;
+        snprintf(d->reason, sizeof(d->reason), "subnet not registered: %s",
+                 call->subnet_err);
+        ovha_strlcpy(
+            d->client_reason,
+            call->subnet_temp ? NODE_TEMP_CLIENT_REASON : "Access denied",
+            sizeof(d->client_reason));
+    } else if (r->routes != NULL) {
+        node_routes_kick(r->routes); /* its iroutes need a tun route now */
+    }
+    call->cb(d, call->data);
+    ovha_free(call);
+}
+
+/* The first failure is kept; an overlap with another CN's subnet is final,
+ * anything else (no leader) may pass on another try. */
+static void node_repl_subnet_fail(struct node_repl_call *call,
+                                  const char *why,
+                                  bool temporary)
+{
+    if (call->subnet_err[0] == '\0') {
+        ovha_strlcpy(call->subnet_err, why, sizeof(call->subnet_err));
+        call->subnet_temp = temporary;
+    }
+}
+
+static void node_repl_subnet_cb(void *data,
+                                int status,
+                                const struct proto_result *res)
+{
+    struct node_repl_call *call = data;
+    if (status != 0) {
+        node_repl_subnet_fail(call, ovha_strerror(status), true);
+    } else if (res->status != PROTO_STATUS_OK) {
+        char why[200];
+        snprintf(why, sizeof(why), "%s %.180s", proto_reason_name(res->reason),
+                 res->detail);
+        node_repl_subnet_fail(call, why, false);
+    }
+    if (--call->subnets_pending == 0) {
+        node_repl_subnets_done(call);
+    }
+}
+
+/* A site-to-site client's iroutes become registered subnets, cluster-wide
+ * and without overlap, before its client-auth goes out. The last callback
+ * (or this function, if every proposal failed at once) finishes the call. */
+static void node_repl_register_subnets(struct node_repl_call *call)
+{
+    struct node_repl *r = call->r;
+    const struct node_decision *d = &call->d;
+    call->subnets_pending = 1; /* held until every proposal is out */
+    for (size_t i = 0; i < d->niroutes; i++) {
+        struct proto_cmd c;
+        node_repl_cmd_init(r, &c, PROTO_CMD_SUBNET_REGISTER);
+        snprintf(c.u.subnet_register.cidr, sizeof(c.u.subnet_register.cidr),
+                 "%s/%u", d->iroutes[i].addr, d->iroutes[i].prefix);
+        ovha_strlcpy(c.u.subnet_register.owner_cn, call->cn,
+                     sizeof(c.u.subnet_register.owner_cn));
+        call->subnets_pending++;
+        int rv = node_repl_propose(r, &c, node_repl_subnet_cb, call,
+                                   r->cfg->decision_deadline_ms);
+        if (rv != 0) {
+            call->subnets_pending--;
+            node_repl_subnet_fail(call, ovha_strerror(rv), true);
+        }
+    }
+    if (--call->subnets_pending == 0) {
+        node_repl_subnets_done(call);
+    }
+}
+
 static void node_repl_decided_cb(void *data,
                                  int status,
                                  const struct proto_result *res)
@@ -225,6 +316,10 @@ static void node_repl_decided_cb(void *data,
                      "gateway %s",
                      (unsigned long long)res->session_id,
                      (unsigned long long)res->old_session_id, res->old_gateway);
+        }
+        if (d->niroutes > 0) {
+            node_repl_register_subnets(call); /* it answers */
+            return;
         }
     }
     call->cb(d, call->data);
@@ -675,6 +770,11 @@ static const struct node_decider_ops node_repl_ops = {
 void node_repl_set_failover(struct node_repl *r, struct node_failover *fo)
 {
     r->fo = fo;
+}
+
+void node_repl_set_routes(struct node_repl *r, struct node_routes *routes)
+{
+    r->routes = routes;
 }
 
 int node_repl_set_gateway_state(struct node_repl *r,

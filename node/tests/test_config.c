@@ -458,6 +458,10 @@ static void node_test_cluster_defaults(void **state)
     assert_int_equal(cl->fence_timeout_ms, 2000);
     assert_false(cl->standby);
     assert_int_equal(cl->standby_min_active, 1);
+    assert_true(cl->routes);
+    assert_int_equal(cl->route_interval_ms, 1000);
+    assert_int_equal(cl->route_table, 254);
+    assert_int_equal(cl->route_protocol, 233);
     node_cfg_free(cfg);
 
     /* The largest raft id is 2^63 - 1; bootstrap: false is accepted. */

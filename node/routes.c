@@ -1,0 +1,372 @@
+/* node/routes: kernel routes derived from the replicated state. See
+ * routes.h. The desired set is built on the loop (FSM queries are
+ * in-memory SQLite reads); the netlink work runs in a uv_queue_work job,
+ * one at a time, and a kick during a job schedules one more pass.
+ */
+#include "node/routes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "enforce/route.h"
+#include "fsm/fsm.h"
+
+#define ROUTES_MOD     "routes"
+#define ROUTES_MAX_GWS 64
+
+struct routes_gw {
+    char id[PROTO_ID_MAX];
+    char addr[PROTO_ADDR_MAX];
+    bool down;
+};
+
+/* Where each CN's newest live session is, for its subnets. */
+struct routes_home {
+    char cn[PROTO_CN_MAX];
+    uint64_t session_id;
+    const struct routes_gw *gw; /* NULL = this gateway */
+};
+
+struct routes_build {
+    const struct node_routes *nr;
+    struct routes_gw gws[ROUTES_MAX_GWS];
+    size_t ngws;
+    struct routes_home *homes;
+    size_t nhomes, caphomes;
+    struct enf_route_entry *out;
+    size_t n, cap;
+    int err;
+};
+
+struct node_routes {
+    uv_loop_t *loop;
+    const struct node_cfg *cfg;
+    struct fsm *fsm;
+    struct enf_route *er;
+    uv_timer_t timer;
+    uv_work_t work;
+    bool running, again, closing;
+    int close_pending;
+    /* The job's input and output (owned by the job while running). */
+    struct enf_route_entry *job_routes;
+    size_t job_n;
+    int job_rv;
+    char job_err[256];
+    struct node_routes_stats stats;
+    void (*close_cb)(void *data);
+    void *close_data;
+};
+
+/* ---- the desired set
+ * --------------------------------------------------------- */
+
+static int routes_push(struct routes_build *b, const struct enf_route_entry *e)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->out[i].prefix == e->prefix &&
+            strcmp(b->out[i].dst, e->dst) == 0) {
+            return 0; /* first one wins; the FSM keeps them apart anyway */
+        }
+    }
+    if (b->n == b->cap) {
+        size_t cap = b->cap != 0 ? 2 * b->cap : 64;
+        void *p = ovha_realloc(b->out, cap * sizeof(*b->out));
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        b->out = p;
+        b->cap = cap;
+    }
+    b->out[b->n++] = *e;
+    return 0;
+}
+
+static const struct routes_gw *routes_gw_find(const struct routes_build *b,
+                                              const char *id)
+{
+    for (size_t i = 0; i < b->ngws; i++) {
+        if (strcmp(b->gws[i].id, id) == 0) {
+            return &b->gws[i];
+        }
+    }
+    return NULL;
+}
+
+static int routes_gw_cb(const struct fsm_gateway_info *g, void *data)
+{
+    struct routes_build *b = data;
+    if (b->ngws < ROUTES_MAX_GWS) {
+        struct routes_gw *w = &b->gws[b->ngws++];
+        ovha_strlcpy(w->id, g->id, sizeof(w->id));
+        ovha_strlcpy(w->addr, g->addr, sizeof(w->addr));
+        w->down = g->state == PROTO_GW_DOWN;
+    }
+    return 0;
+}
+
+static int routes_home_set(struct routes_build *b,
+                           const struct fsm_session_info *s,
+                           const struct routes_gw *gw)
+{
+    for (size_t i = 0; i < b->nhomes; i++) {
+        if (strcmp(b->homes[i].cn, s->cn) == 0) {
+            if (s->id > b->homes[i].session_id) {
+                b->homes[i].session_id = s->id;
+                b->homes[i].gw = gw;
+            }
+            return 0;
+        }
+    }
+    if (b->nhomes == b->caphomes) {
+        size_t cap = b->caphomes != 0 ? 2 * b->caphomes : 64;
+        void *p = ovha_realloc(b->homes, cap * sizeof(*b->homes));
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        b->homes = p;
+        b->caphomes = cap;
+    }
+    struct routes_home *h = &b->homes[b->nhomes++];
+    ovha_strlcpy(h->cn, s->cn, sizeof(h->cn));
+    h->session_id = s->id;
+    h->gw = gw;
+    return 0;
+}
+
+/* A live session elsewhere: its address via its gateway. */
+static int routes_session_cb(const struct fsm_session_info *s, void *data)
+{
+    struct routes_build *b = data;
+    bool own = strcmp(s->gateway, b->nr->cfg->id) == 0;
+    const struct routes_gw *gw = own ? NULL : routes_gw_find(b, s->gateway);
+    if (s->state == FSM_SESSION_ORPHANED ||
+        (!own && (gw == NULL || gw->down))) {
+        return 0;
+    }
+    int rv = routes_home_set(b, s, gw);
+    if (rv != 0 || own || s->ip4[0] == '\0' || gw->addr[0] == '\0') {
+        return rv;
+    }
+    struct enf_route_entry e;
+    memset(&e, 0, sizeof(e));
+    ovha_strlcpy(e.dst, s->ip4, sizeof(e.dst));
+    e.prefix = 32;
+    ovha_strlcpy(e.via, gw->addr, sizeof(e.via));
+    return routes_push(b, &e);
+}
+
+/* A site subnet: via the gateway that holds its owner, or into the tun
+ * device when that is this one. IPv6 subnets go only into the tun: the
+ * underlay is IPv4. */
+static int routes_subnet_cb(const struct fsm_subnet_info *sn, void *data)
+{
+    struct routes_build *b = data;
+    const struct routes_home *h = NULL;
+    for (size_t i = 0; i < b->nhomes && h == NULL; i++) {
+        if (strcmp(b->homes[i].cn, sn->owner_cn) == 0) {
+            h = &b->homes[i];
+        }
+    }
+    if (h == NULL) {
+        return 0; /* owner offline: no route */
+    }
+    struct enf_route_entry e;
+    memset(&e, 0, sizeof(e));
+    const char *slash = strchr(sn->cidr, '/');
+    uint64_t prefix;
+    if (slash == NULL || (size_t)(slash - sn->cidr) >= sizeof(e.dst) ||
+        ovha_parse_u64(slash + 1, 128, &prefix) != 0) {
+        return 0;
+    }
+    memcpy(e.dst, sn->cidr, (size_t)(slash - sn->cidr));
+    e.prefix = (unsigned)prefix;
+    bool v6 = strchr(e.dst, ':') != NULL;
+    if (h->gw == NULL) {
+        ovha_strlcpy(e.dev, b->nr->cfg->openvpn.dev, sizeof(e.dev));
+    } else if (!v6) {
+        ovha_strlcpy(e.via, h->gw->addr, sizeof(e.via));
+    } else {
+        return 0;
+    }
+    return routes_push(b, &e);
+}
+
+static int routes_build(struct node_routes *nr, struct routes_build *b)
+{
+    memset(b, 0, sizeof(*b));
+    b->nr = nr;
+    int rv = fsm_query_gateways(nr->fsm, routes_gw_cb, b);
+    if (rv == 0) {
+        rv = fsm_query_sessions(nr->fsm, NULL, routes_session_cb, b);
+    }
+    if (rv == 0) {
+        rv = fsm_query_subnets(nr->fsm, NULL, routes_subnet_cb, b);
+    }
+    ovha_free(b->homes);
+    b->homes = NULL;
+    if (rv != 0) {
+        ovha_free(b->out);
+        b->out = NULL;
+    }
+    return rv;
+}
+
+/* ---- the job
+ * ------------------------------------------------------------------- */
+
+static void routes_work_cb(uv_work_t *w)
+{
+    struct node_routes *nr = w->data;
+    nr->job_err[0] = '\0';
+    nr->job_rv = enf_route_apply(nr->er, nr->job_routes, nr->job_n, nr->job_err,
+                                 sizeof(nr->job_err));
+}
+
+static void routes_run(struct node_routes *nr);
+
+static void routes_finish(struct node_routes *nr)
+{
+    void (*cb)(void *) = nr->close_cb;
+    void *data = nr->close_data;
+    enf_route_free(nr->er);
+    ovha_free(nr);
+    if (cb != NULL) {
+        cb(data);
+    }
+}
+
+/* Closing waits for the timer and for a running job, whichever is last. */
+static void routes_close_step(struct node_routes *nr)
+{
+    if (--nr->close_pending == 0) {
+        routes_finish(nr);
+    }
+}
+
+static void routes_timer_closed_cb(uv_handle_t *h)
+{
+    routes_close_step(h->data);
+}
+
+static void routes_after_cb(uv_work_t *w, int status)
+{
+    struct node_routes *nr = w->data;
+    struct enf_route_stats es;
+    (void)status;
+    nr->running = false;
+    ovha_free(nr->job_routes);
+    nr->job_routes = NULL;
+    nr->stats.passes++;
+    if (nr->job_rv != 0) {
+        nr->stats.failures++;
+        ovha_strlcpy(nr->stats.last_error, nr->job_err,
+                     sizeof(nr->stats.last_error));
+        LOG_WARN(ROUTES_MOD, "reconcile: %s", nr->job_err);
+    }
+    enf_route_get_stats(nr->er, &es);
+    nr->stats.added = es.added;
+    nr->stats.replaced = es.replaced;
+    nr->stats.removed = es.removed;
+    if (nr->closing) {
+        routes_close_step(nr);
+        return;
+    }
+    if (nr->again) {
+        nr->again = false;
+        routes_run(nr);
+    }
+}
+
+static void routes_run(struct node_routes *nr)
+{
+    struct routes_build b;
+    if (nr->running) {
+        nr->again = true;
+        return;
+    }
+    if (routes_build(nr, &b) != 0) {
+        LOG_WARN(ROUTES_MOD, "reading the replicated state failed");
+        return;
+    }
+    nr->job_routes = b.out;
+    nr->job_n = b.n;
+    nr->stats.desired = b.n;
+    nr->running = true;
+    nr->work.data = nr;
+    if (uv_queue_work(nr->loop, &nr->work, routes_work_cb, routes_after_cb) !=
+        0) {
+        nr->running = false;
+        ovha_free(nr->job_routes);
+        nr->job_routes = NULL;
+    }
+}
+
+static void routes_timer_cb(uv_timer_t *t)
+{
+    routes_run(t->data);
+}
+
+/* ---- public
+ * -------------------------------------------------------------------- */
+
+int node_routes_new(uv_loop_t *loop,
+                    const struct node_cfg *cfg,
+                    struct fsm *fsm,
+                    struct node_routes **ret)
+{
+    struct node_routes *nr = ovha_calloc(1, sizeof(*nr));
+    char err[256];
+    if (nr == NULL) {
+        return -ENOMEM;
+    }
+    struct enf_route_config ec = {
+        .backend = "linux",
+        .protocol = (uint8_t)cfg->cluster.route_protocol,
+        .table = cfg->cluster.route_table,
+    };
+    int rv = enf_route_new(&ec, &nr->er, err, sizeof(err));
+    if (rv != 0) {
+        LOG_ERR(ROUTES_MOD, "route reconciler: %s", err);
+        ovha_free(nr);
+        return rv;
+    }
+    nr->loop = loop;
+    nr->cfg = cfg;
+    nr->fsm = fsm;
+    uv_timer_init(loop, &nr->timer);
+    nr->timer.data = nr;
+    *ret = nr;
+    return 0;
+}
+
+void node_routes_start(struct node_routes *nr)
+{
+    uint64_t ms = nr->cfg->cluster.route_interval_ms;
+    uv_timer_start(&nr->timer, routes_timer_cb, ms, ms);
+}
+
+void node_routes_kick(struct node_routes *nr)
+{
+    if (nr != NULL && !nr->closing) {
+        routes_run(nr);
+    }
+}
+
+void node_routes_get_stats(const struct node_routes *nr,
+                           struct node_routes_stats *ret)
+{
+    *ret = nr->stats;
+}
+
+void node_routes_close(struct node_routes *nr,
+                       void (*cb)(void *data),
+                       void *data)
+{
+    nr->closing = true;
+    nr->close_cb = cb;
+    nr->close_data = data;
+    nr->close_pending = nr->running ? 2 : 1;
+    uv_close((uv_handle_t *)&nr->timer, routes_timer_closed_cb);
+}
