@@ -14,6 +14,11 @@
 #      clients land elsewhere with their addresses, and no address is ever
 #      held by two clients (checked from the clients and from ovhactl);
 #      healed, it takes none of them back
+#   e. routes: a site-to-site client's subnet (its iroute) is reachable
+#      from a client on another gateway, through the routes each gateway's
+#      reconciler installs; a route deleted by hand comes back within the
+#      reconcile interval; after the site client fails over, the subnet is
+#      reachable again
 #
 # Gateways at 198.18.0.1-3 (short raft and failover timers, lib/cluster.sh),
 # clients from 198.18.0.11. Binaries from OVHA_BIN. Every wait is bounded.
@@ -30,7 +35,11 @@ STEP=30
 # A client notices a dead gateway after 4 s without pings, then tries its
 # next remote.
 export OVT_CLIENT_PING_RESTART=4
-OVT_CLU_CLIENTS="alice bob carol dave erin"
+OVT_CLU_CLIENTS="alice bob carol dave erin site"
+SITE_NET=100.96.50.0/24
+SITE_HOST=100.96.50.1
+OVT_CLU_POLICY_EXTRA="    - cn: site
+      iroutes: [$SITE_NET]"
 CLIENTS="alice bob carol dave"
 
 ovt_require_netns
@@ -192,6 +201,10 @@ fi
 ovt_gw_config 1 true
 ovt_gw_config 2 false
 ovt_gw_config 3 false
+for n in 1 2 3; do
+    # Gateways forward between their tunnels and the underlay.
+    ip netns exec "$(ovt_ns "gw$n")" sysctl -qw net.ipv4.ip_forward=1
+done
 ovt_gw_start 1
 if ! ovt_wait_healthy 1 "$STEP" ||
     ! ovt_wait_until "$STEP" ovt__agreed_leader_q 1; then
@@ -347,6 +360,44 @@ ovt_check "d. healed, gw3 took no client back" no_local_sessions 3
 ovt_check "d. every client still has its address" all_on ""
 ovt_check "d. no address is held twice" addresses_unique 1
 
-for c in $CLIENTS; do
+# ---- e. routes to a site behind a client -------------------------------------
+
+# route_of N: gateway N's reconciled route to the site network.
+route_of() {
+    ip -n "$(ovt_ns "gw$1")" -4 route show "$SITE_NET" proto 233 2>/dev/null
+}
+
+# alice reaches the site host through her tunnel.
+site_reachable() {
+    ip -n "$(cns alice)" route replace "$SITE_NET" dev tun0 2>/dev/null &&
+        ping_through "$(cns alice)" "$SITE_HOST"
+}
+
+client site 1 2 3
+client alice 2 3 1
+ovt_check "e. the site client connects to gw1" \
+    ovt_wait_until "$STEP" eval 'has_addr site && [ "$(gw_of site)" = gw1 ]'
+ip -n "$(cns site)" addr add "$SITE_HOST/32" dev lo
+ovt_check "e. alice connects to gw2" \
+    ovt_wait_until "$STEP" eval 'has_addr alice && [ "$(gw_of alice)" = gw2 ]'
+ovt_check "e. gw1 routes the site network into its tunnel" \
+    ovt_wait_until 10 eval '[[ "$(route_of 1)" == *"dev tun0"* ]]'
+ovt_check "e. gw2 routes the site network via gw1" \
+    ovt_wait_until 10 eval '[[ "$(route_of 2)" == *"via 198.18.0.1"* ]]'
+ovt_check "e. alice (gw2) reaches the site host $SITE_HOST (gw1)" \
+    ovt_wait_until 15 site_reachable
+ip -n "$(ovt_ns gw2)" route del "$SITE_NET" proto 233
+t0=$SECONDS
+ovt_check "e. a route deleted by hand on gw2 is restored" \
+    ovt_wait_until 10 eval '[[ "$(route_of 2)" == *"via 198.18.0.1"* ]]'
+ovt_diag "e. restored within $((SECONDS - t0)) s (interval 1 s)"
+ovt_gw_kill 1 KILL
+ovt_check "e. the site client fails over off gw1" \
+    ovt_wait_until 45 eval 'has_addr site && [ "$(gw_of site)" != gw1 ]'
+ip -n "$(cns site)" addr replace "$SITE_HOST/32" dev lo
+ovt_check "e. alice reaches the site host again after its failover" \
+    ovt_wait_until 20 site_reachable
+
+for c in $CLIENTS site; do
     ovt_client_stop "$c"
 done

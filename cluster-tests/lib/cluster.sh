@@ -190,6 +190,10 @@ cluster:
 EOF_CONF
         fi
         ovt__cluster_policy
+        # More client entries (YAML list items), e.g. a site-to-site CN.
+        if [ -n "${OVT_CLU_POLICY_EXTRA:-}" ]; then
+            printf '%s\n' "$OVT_CLU_POLICY_EXTRA"
+        fi
     } >"$dir/ovhad.yaml"
 }
 
