@@ -171,8 +171,9 @@ int node_cache_file_del(struct node_cache_file *c,
 
 const char *node_cache_file_errmsg(const struct node_cache_file *c);
 
-/* Waits for the running job, fails the queued ones with OVHA_ECLOSED,
- * closes the database in a worker, frees c, then calls cb (may be NULL). */
+/* Refuses new requests (OVHA_ECLOSED), runs the queued ones in order (a
+ * put accepted before the close is not lost), closes the database in a
+ * worker, frees c, then calls cb (may be NULL). */
 void node_cache_file_close(struct node_cache_file *c,
                            node_cache_file_done_cb cb,
                            void *data);

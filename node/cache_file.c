@@ -443,12 +443,16 @@ static void node_cache_file_kick(struct node_cache_file *c)
         return;
     }
     if (c->close_req != NULL) {
-        /* Closing: fail what is queued (after the job that was running, so
-         * results keep FIFO order), then close the database. */
-        node_cache_file_cancel_queued(c);
-        c->head = c->close_req;
-        c->tail = c->close_req;
+        /* Closing: what is queued still runs (a put accepted before the
+         * close is an answer the fallback must keep), then the close. */
+        struct node_cache_file_req *cr = c->close_req;
         c->close_req = NULL;
+        if (c->tail != NULL) {
+            c->tail->next = cr;
+        } else {
+            c->head = cr;
+        }
+        c->tail = cr;
     }
     r = c->head;
     if (r == NULL) {
