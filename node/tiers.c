@@ -693,14 +693,31 @@ static void tiers_flight_fallback(struct tiers_flight *f)
 /* ---- lookup ---------------------------------------------------------------
  */
 
-/* "cn:<cn>" or "cn:<cn>|user:<username>". */
+/* Appends s with '\\' and '|' escaped, so that no CN can pose as a CN
+ * plus a username ("a|user:b" vs "a" + "b"). */
+static int tiers_key_append(struct ovha_buf *b, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if ((*s == '\\' || *s == '|') && ovha_buf_append(b, "\\", 1) != 0) {
+            return -ENOMEM;
+        }
+        if (ovha_buf_append(b, s, 1) != 0) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+/* "cn:<cn>" or "cn:<cn>|user:<username>", escaped as above. */
 static char *tiers_identity(const struct node_decision_req *req)
 {
     struct ovha_buf b;
     ovha_buf_init(&b);
-    if (ovha_buf_printf(&b, "cn:%s", req->cn) != 0 ||
+    if (ovha_buf_appends(&b, "cn:") != 0 ||
+        tiers_key_append(&b, req->cn) != 0 ||
         (req->username[0] != '\0' &&
-         ovha_buf_printf(&b, "|user:%s", req->username) != 0)) {
+         (ovha_buf_appends(&b, "|user:") != 0 ||
+          tiers_key_append(&b, req->username) != 0))) {
         ovha_buf_free(&b);
         return NULL;
     }
