@@ -27,5 +27,6 @@ int main(void)
     failed += node_test_api_cluster();
     failed += node_test_upstream();
     failed += node_test_answer();
+    failed += node_test_tiers();
     return failed;
 }
