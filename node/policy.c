@@ -404,7 +404,8 @@ struct node_policy_call {
     void *data;
     void *handle; /* the rules source's */
     bool reauth;
-    bool done; /* the rules answered during lookup() */
+    bool done;      /* the rules answered */
+    bool in_lookup; /* inside rules.lookup(): decide_op frees */
     char cn[256];
 };
 
@@ -430,6 +431,9 @@ static void node_policy_grant_cb(const struct node_grant *g, void *data)
         }
     }
     call->cb(&d, call->data);
+    if (!call->in_lookup) {
+        ovha_free(call); /* the caller forgot the handle when cb fired */
+    }
 }
 
 static int node_policy_decide_op(void *impl,
@@ -448,8 +452,10 @@ static int node_policy_decide_op(void *impl,
     call->data = data;
     call->reauth = req->reauth;
     ovha_strlcpy(call->cn, req->cn, sizeof(call->cn));
+    call->in_lookup = true;
     int rv = p->rules.ops->lookup(p->rules.impl, req, node_policy_grant_cb,
                                   call, &call->handle);
+    call->in_lookup = false;
     if (rv != 0 || call->done) {
         ovha_free(call);
         *ret_handle = NULL;

@@ -610,10 +610,13 @@ static void tiers_fallback_deny(struct tiers_flight *f)
     tiers_flight_finish(f, &g);
 }
 
-/* Answers from a stale entry if it may be used. Returns false otherwise. */
+/* Answers from a stale entry if it may be used (counting it in *used),
+ * or denies when its password does not match. Returns false when the
+ * entry is of the other kind and the next tier must be tried. */
 static bool tiers_fallback_entry(struct tiers_flight *f,
                                  const struct node_cache_entry *e,
-                                 const char *tier)
+                                 const char *tier,
+                                 uint64_t *used)
 {
     struct node_grant g;
     enum tiers_pw pw = tiers_pw_match(e, f->password);
@@ -627,6 +630,7 @@ static bool tiers_fallback_entry(struct tiers_flight *f,
         tiers_flight_finish(f, &g);
         return true;
     }
+    (*used)++;
     LOG_WARN(TIERS_MOD, "%s: answered from the %s fallback, age %llu s",
              f->cause, tier, (unsigned long long)(tiers_age_ms(e) / 1000));
     tiers_entry_grant(f->t, e, "fallback", &g);
@@ -649,10 +653,8 @@ static void tiers_file_get_cb(void *data,
     }
     if (f->stage == TIERS_ST_FILE) {
         if (status == 0 && res == NODE_CACHE_FOUND) {
-            t->stats.fallback_file++;
             tiers_mem_put(t, f->ikey, e);
-            if (!tiers_fallback_entry(f, e, "file")) {
-                t->stats.fallback_file--;
+            if (!tiers_fallback_entry(f, e, "file", &t->stats.fallback_file)) {
                 tiers_fallback_deny(f);
             }
         } else {
@@ -670,12 +672,9 @@ static void tiers_flight_fallback(struct tiers_flight *f)
     uv_timer_stop(&f->deadline);
     uv_timer_stop(&f->redis_timer);
     struct tiers_mem *m = tiers_mem_get(t, f->ikey);
-    if (m != NULL && tiers_age_ms(&m->e) <= max_stale_ms) {
-        t->stats.fallback_memory++;
-        if (tiers_fallback_entry(f, &m->e, "memory")) {
-            return;
-        }
-        t->stats.fallback_memory--;
+    if (m != NULL && tiers_age_ms(&m->e) <= max_stale_ms &&
+        tiers_fallback_entry(f, &m->e, "memory", &t->stats.fallback_memory)) {
+        return;
     }
     if (max_stale_ms == 0 || t->closing) {
         tiers_fallback_deny(f);
@@ -910,6 +909,12 @@ static int tiers_lookup_op(void *impl,
         return rv;
     }
     tiers_flight_start(f);
+    if (f->stage == TIERS_ST_DONE) {
+        /* Answered already (e.g. the post failed and the memory fallback
+         * answered): the waiter is gone, so is the handle. The flight
+         * itself is still alive until its timers close. */
+        *ret_handle = NULL;
+    }
     return 0;
 }
 
