@@ -264,15 +264,18 @@ void node_failover_start(struct node_failover *fo, struct node_clients *clients)
     uv_timer_start(&fo->tick, fo_tick_cb, FO_TICK_MS, FO_TICK_MS);
 }
 
-const char *node_failover_refusal(const struct node_failover *fo)
+/* The own state is read from the FSM now, not from the last tick: a
+ * standby promoted a moment ago must admit the client that follows. */
+const char *node_failover_refusal(struct node_failover *fo)
 {
+    struct fsm_gateway_info g;
     if (fo->stats.fenced) {
         return "fenced: no raft majority";
     }
-    if (!fo->own_known) {
+    if (fsm_query_gateway(fo->fsm, fo->cfg->id, &g) != 0) {
         return NULL; /* the FSM decides (it refuses unknown gateways) */
     }
-    switch (fo->own_state) {
+    switch (g.state) {
     case PROTO_GW_DRAINING:
         return "gateway draining";
     case PROTO_GW_STANDBY:

@@ -59,7 +59,7 @@ void node_failover_start(struct node_failover *fo,
                          struct node_clients *clients);
 /* NULL when this gateway may admit a client now, else why not (static
  * text: "fenced: no raft majority", "gateway draining", ...). */
-const char *node_failover_refusal(const struct node_failover *fo);
+const char *node_failover_refusal(struct node_failover *fo);
 void node_failover_get_stats(const struct node_failover *fo,
                              struct node_failover_stats *ret);
 /* After rft_close (no proposal callback is due); cb(data) once freed. */

@@ -19,6 +19,9 @@
 #      reconciler installs; a route deleted by hand comes back within the
 #      reconcile interval; after the site client fails over, the subnet is
 #      reachable again
+#   f. standby: gw3 restarted as a standby (standby_min_active 2) stands
+#      by while gw1 and gw2 are active, sends newcomers on, and takes over
+#      when gw1 dies
 #
 # Gateways at 198.18.0.1-3 (short raft and failover timers, lib/cluster.sh),
 # clients from 198.18.0.11. Binaries from OVHA_BIN. Every wait is bounded.
@@ -398,6 +401,28 @@ ip -n "$(cns site)" addr replace "$SITE_HOST/32" dev lo
 ovt_check "e. alice reaches the site host again after its failover" \
     ovt_wait_until 20 site_reachable
 
-for c in $CLIENTS site; do
+# ---- f. standby ------------------------------------------------------------------
+
+sed -i 's/^  fence_timeout_ms: .*/&\n  role: standby\n  standby_min_active: 2/' \
+    "$(ovt_gw_dir 3)/ovhad.yaml"
+ovt_gw_kill 3 TERM
+ovt_gw_start 3
+ovt_gw_start 1
+ovt_check "f. gw1 and the standby gw3 are back" \
+    ovt_wait_until "$STEP" eval 'ovt__ctl_ok 1 health && ovt__ctl_ok 3 health'
+ovt_check "f. with gw1 and gw2 active, gw3 stands by" \
+    ovt_wait_until "$STEP" gw_state_is 2 gw3 standby
+client erin 3 2 1
+ovt_check "f. erin (gw3 first) is sent on to an active gateway" \
+    eval 'ovt_wait_until "$STEP" has_addr erin && [ "$(gw_of erin)" != gw3 ]'
+ovt_client_stop erin
+ovt_gw_kill 1 KILL
+ovt_check "f. gw1 dies: the standby gw3 becomes active" \
+    ovt_wait_until "$STEP" gw_state_is 2 gw3 active
+client erin 3 2 1
+ovt_check "f. ... and admits erin" \
+    eval 'ovt_wait_until "$STEP" has_addr erin && [ "$(gw_of erin)" = gw3 ]'
+
+for c in $CLIENTS site erin; do
     ovt_client_stop "$c"
 done
