@@ -6,28 +6,37 @@
 #   198.18.0.1-3   gw1..gw3: ovhad (raft over mTLS on :7000/:7001), each
 #                  running ovpn_sim as openvpn.binary (OVPN_SIM_CTL =
 #                  $OVT_DIR/gwN/sim.ctl)
-#   198.18.0.50    the reference upstream server (HTTPS :8443)
-#   198.18.0.60    redis-server :6379 (the shared cache tier)
+#   198.18.0.50    the reference upstream server (HTTPS :8443) and
+#                  redis-server :6379 (the shared cache tier), both
+#                  started by lib/upstream.sh
 #
 # Scenarios (latency = from the last byte of >CLIENT:ENV,END written by the
 # simulator to the last byte of ovhad's client-auth/client-deny read by it):
-#   a. warm cache: one connect per identity first, then a storm over the
-#      same identities, on a follower (forwarding included) and the leader;
-#      then the same one connect at a time (latency without queueing)
-#   b. upstream round trip: every CN new (IDENTITIES = N), then one at a
-#      time
+#   a. warm cache, on a follower (forwarding included) and on the leader:
+#      one connect per identity first (warmup); then paced storms at fixed
+#      offered rates (BENCH_RATES, default 200 500 1000 a second, for
+#      BENCH_SECONDS each, open loop: rate=R of the simulator's storm), the
+#      latency an operator's p99 target is about; then a closed-loop storm
+#      at 16 in flight (saturation: throughput, latency mostly queueing);
+#      then one connect at a time (latency without any queueing)
+#   b. upstream round trip: every CN new, paced at BENCH_UP_RATE (200/s);
+#      then closed loop at 16 in flight; then one at a time
 #   c. reconnect storm: many connects over few fresh identities at high
 #      concurrency; upstream requests per identity (target 1.0)
+# The report ends with the p99 <= 2 ms target (issue 5) checked for every
+# paced warm-cache row.
 #
-# Knobs: BENCH_SCALE=small (the ctest smoke, ~6 s on 2 cores) or full
-# (default, ~25 s); BENCH_UPSTREAM=auto|1|0 (auto: use the upstream when
-# ovhad accepts the config; 0: decisions from the local policy, no Redis,
-# scenario c then has no upstream count);
-# BENCH_UPSTREAM_NAGLE=1 runs the upstream server as is (by default it runs
-# through upstream_nodelay.py, which sets TCP_NODELAY: the server writes
-# headers and body separately and Nagle + delayed ACK add ~40 ms a request);
-# OVHA_BIN (default <repo>/build/bin), OVPN_SIM (default
-# $OVHA_BIN/ovpn_sim); OVT_KEEP=1 keeps the work dir.
+# Knobs: BENCH_SCALE=small (the ctest smoke, 0.5 s a rate, under 20 s on
+# 2 cores) or full (default, 10 s a rate, about 2 minutes);
+# BENCH_RATES, BENCH_SECONDS, BENCH_UP_RATE override the scale's;
+# BENCH_UPSTREAM=auto|1|0 (auto: use the upstream when ovhad accepts the
+# config; 0: decisions from the local policy, no Redis, scenario c then has
+# no upstream count); OVHA_BIN (default <repo>/build/bin), OVPN_SIM
+# (default $OVHA_BIN/ovpn_sim); OVT_KEEP=1 keeps the work dir;
+# BENCH_TMPFS=1 puts each gateway's raft data_dir and state_dir in
+# /dev/shm (removed at exit) instead of the work dir under /tmp, to tell
+# the disk's fsync latency from the rest (a diagnosis, not a deployment);
+# BENCH_SNAPSHOT_THRESHOLD sets cluster.snapshot_threshold (default 8192).
 #
 # Needs root (namespaces), python3, openssl, jq; with the upstream also
 # redis-server, redis-cli and curl (deploy/deps.sh installs them all).
@@ -40,34 +49,57 @@ REPO=$(cd "$HERE/../.." && pwd)
 . "$HERE/../lib/netns.sh"
 . "$HERE/../lib/ovhad.sh"
 . "$HERE/../lib/cluster.sh"
+. "$HERE/../lib/openvpn.sh" # wait_for_log, OVT_TOOLS_DIR for upstream.sh
+OVT_UP_IP=198.18.0.50
+# shellcheck disable=SC2034 # read by lib/upstream.sh
+OVT_REDIS_PREFIX=ovha-bench:
+. "$HERE/../lib/upstream.sh"
 
 CMDLINE="$0 $*"
 SCALE=${BENCH_SCALE:-full}
 USE_UPSTREAM=${BENCH_UPSTREAM:-auto}
-UP_NAGLE=${BENCH_UPSTREAM_NAGLE:-0}
 OVPN_SIM=${OVPN_SIM:-$OVHA_BIN/ovpn_sim}
 SIMCTL="$REPO/cluster-tests/sim/simctl.py"
-UPSTREAM_PY="$REPO/cluster-tests/tools/upstream-server.py"
-UP_ADDR=198.18.0.50
-REDIS_ADDR=198.18.0.60
 OVT_NO_SUMMARY=1
+# Paced storms may keep this many waiting: far above rate x latency, so a
+# start held back by the cap (capped > 0) means the cluster fell behind.
+P_CONC=256
+TARGET_P99_US=2000
 
 case $SCALE in
 small)
     A_IDS=200 A_N=2000 A_CONC=16 A1_N=200
     B_N=300 B_CONC=16 B1_N=50
     C_N=1000 C_IDS=50 C_CONC=256
+    P_MS=500
     ;;
 full)
     A_IDS=200 A_N=20000 A_CONC=16 A1_N=2000
     B_N=2000 B_CONC=16 B1_N=500
     C_N=5000 C_IDS=50 C_CONC=256
+    P_MS=10000
     ;;
 *)
     echo "BENCH_SCALE must be small or full" >&2
     exit 2
     ;;
 esac
+RATES=${BENCH_RATES:-200 500 1000}
+UP_RATE=${BENCH_UP_RATE:-200}
+if [ -n "${BENCH_SECONDS:-}" ]; then
+    P_MS=$((BENCH_SECONDS * 1000))
+fi
+for r in $RATES $UP_RATE; do
+    case $r in
+    '' | *[!0-9]*)
+        echo "BENCH_RATES / BENCH_UP_RATE: connects per second" >&2
+        exit 2
+        ;;
+    esac
+done
+# BP_N: new CNs for the paced upstream row, one per start.
+BP_N=$((UP_RATE * P_MS / 1000))
+[ "$BP_N" -ge 1 ] || BP_N=1
 
 # ---- can we run? ----------------------------------------------------------
 if [ "$(id -u)" != 0 ]; then
@@ -101,6 +133,25 @@ for f in "$OVHA_BIN/ovhad" "$OVHA_BIN/ovhactl" "$OVPN_SIM"; do
 done
 
 ovt_init
+TMPFS=${BENCH_TMPFS:-0}
+SNAP_THRESHOLD=${BENCH_SNAPSHOT_THRESHOLD:-8192}
+DATA_ROOT=$OVT_DIR
+if [ "$TMPFS" = 1 ]; then
+    if ! DATA_ROOT=$(mktemp -d "/dev/shm/${OVT_P}-bench.XXXXXX"); then
+        echo "# FAILED: cannot make a directory in /dev/shm"
+        exit 1
+    fi
+    # The lib's trap stops our processes and the namespace; the tmpfs copy
+    # goes after that.
+    bench_exit() {
+        local rc=$?
+        ovt_cleanup
+        rm -rf "$DATA_ROOT"
+        (exit "$rc")
+        ovt__on_exit
+    }
+    trap bench_exit EXIT
+fi
 NS=$(ovt_ns bench)
 FAILED=0
 ROWS=()
@@ -121,7 +172,7 @@ nsx() {
 
 # ---- namespace ------------------------------------------------------------
 ovt__ns_add "$NS" || die "cannot create namespace $NS"
-for a in 198.18.0.1 198.18.0.2 198.18.0.3 $UP_ADDR $REDIS_ADDR; do
+for a in 198.18.0.1 198.18.0.2 198.18.0.3 $OVT_UP_IP; do
     ip -n "$NS" addr add "$a/32" dev lo || die "address $a"
 done
 
@@ -132,35 +183,21 @@ for n in 1 2 3; do
     ovt__raft_pki_quiet issue-node "$OVT_RAFT_PKI" "$n" "198.18.0.$n:7000" ||
         die "raft PKI node $n"
 done
-UP_PKI=$OVT_DIR/up-pki
-mkdir -p "$UP_PKI"
-up_pki() {
-    openssl ecparam -name prime256v1 -genkey -noout -out "$UP_PKI/ca.key" &&
-        openssl req -x509 -new -key "$UP_PKI/ca.key" -sha256 -days 1 \
-            -subj "/CN=ovha bench upstream CA" \
-            -addext "basicConstraints=critical,CA:TRUE" \
-            -addext "keyUsage=critical,keyCertSign,cRLSign" \
-            -out "$UP_PKI/ca.crt" &&
-        openssl ecparam -name prime256v1 -genkey -noout -out "$UP_PKI/srv.key" &&
-        openssl req -new -key "$UP_PKI/srv.key" -subj "/CN=$UP_ADDR" \
-            -out "$UP_PKI/srv.csr" &&
-        printf '%s\n' "basicConstraints=critical,CA:FALSE" \
-            "keyUsage=critical,digitalSignature" \
-            "extendedKeyUsage=serverAuth" \
-            "subjectAltName=IP:$UP_ADDR" >"$UP_PKI/ext.cnf" &&
-        openssl x509 -req -in "$UP_PKI/srv.csr" -CA "$UP_PKI/ca.crt" \
-            -CAkey "$UP_PKI/ca.key" -CAcreateserial -days 1 -sha256 \
-            -extfile "$UP_PKI/ext.cnf" -out "$UP_PKI/srv.crt"
-}
-up_pki >"$OVT_DIR/up-pki.log" 2>&1 || die "upstream PKI ($OVT_DIR/up-pki.log)"
+OVT_UP_PKI=$OVT_DIR/up-pki
+OVT_REDIS_PW_FILE=$OVT_DIR/redis.pw
+ovt_upstream_pki "$OVT_UP_PKI" "$OVT_UP_IP" >"$OVT_DIR/up-pki.log" 2>&1 ||
+    die "upstream PKI ($OVT_DIR/up-pki.log)"
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OVT_REDIS_PW_FILE"
+chmod 0600 "$OVT_REDIS_PW_FILE"
 # The simulator reads no certificate; ovhad only needs the paths to exist.
 : >"$OVT_DIR/dummy.pem"
 
 # ---- the upstream's answers: allow, ttl 300, for every bench identity -----
-python3 - "$OVT_DIR/answers.json" "$A_IDS" "$B_N" "$C_IDS" "$B1_N" <<'EOF_PY'
+python3 - "$OVT_DIR/answers.json" "$A_IDS" "$B_N" "$C_IDS" "$B1_N" "$BP_N" \
+    <<'EOF_PY'
 import json, sys
 out, a, b, c = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-b1 = int(sys.argv[5])
+b1, bp = int(sys.argv[5]), int(sys.argv[6])
 allow = {"decision": "allow", "reason": "bench", "ttl_s": 300}
 data = {}
 for i in range(a):
@@ -170,6 +207,8 @@ for g in (1, 2, 3):
         data["bench-b%d-%d" % (g, i)] = allow
     for i in range(b1):
         data["bench-s%d-%d" % (g, i)] = allow
+    for i in range(bp):
+        data["bench-p%d-%d" % (g, i)] = allow
 for i in range(c):
     data["bench-c-%d" % i] = allow
 json.dump(data, open(out, "w"))
@@ -179,12 +218,12 @@ EOF_PY
 gw_config() {
     local n=$1 bootstrap=$2 up=$3 dir
     dir=$(ovt_gw_dir "$n")
-    mkdir -p "$dir"
+    mkdir -p "$dir/state" "$DATA_ROOT/gw$n"
     cat >"$dir/ovhad.yaml" <<EOF_CONF
 # ovhad config written by cluster-tests/bench/decide_bench.sh
 node:
   id: gw$n
-  state_dir: $(ovt__yaml_sq "$dir/state")
+  state_dir: $(ovt__yaml_sq "$DATA_ROOT/gw$n/state")
   http_socket: $(ovt__yaml_sq "$(ovt_gw_sock "$n")")
 log:
   level: warn
@@ -213,7 +252,8 @@ policy:
 cluster:
   raft_id: $n
   address: '198.18.0.$n:7000'
-  data_dir: $(ovt__yaml_sq "$dir/raft")
+  data_dir: $(ovt__yaml_sq "$DATA_ROOT/gw$n/raft")
+  snapshot_threshold: $SNAP_THRESHOLD
   bootstrap: $bootstrap
   ca: $(ovt__yaml_sq "$OVT_RAFT_PKI/ca.crt")
   cert: $(ovt__yaml_sq "$OVT_RAFT_PKI/node-$n.crt")
@@ -223,22 +263,9 @@ cluster:
   on_excess: evict_oldest
 EOF_CONF
     if [ "$up" = 1 ]; then
-        cat >>"$dir/ovhad.yaml" <<EOF_CONF
-upstream:
-  url: https://$UP_ADDR:8443/v1/decide
-  ca: $(ovt__yaml_sq "$UP_PKI/ca.crt")
-  deadline_ms: 2000
-  max_concurrency: 16
-cache:
-  memory_entries: 100000
-  file: $(ovt__yaml_sq "$dir/state/answers.db")
-  max_stale_s: 86400
-redis:
-  host: $REDIS_ADDR
-  port: 6379
-  key_prefix: '$OVT_P:'
-  timeout_ms: 100
-EOF_CONF
+        # upstream, cache and redis as the tests and the demo have them
+        # (cache defaults: 100000 entries in memory, the file in state_dir)
+        ovt_gw_upstream_config "$n"
     fi
 }
 
@@ -260,29 +287,11 @@ for n in 1 2 3; do
 done
 
 # ---- services -----------------------------------------------------------------
-up_curl() {
-    nsx curl -sS --max-time 10 --cacert "$UP_PKI/ca.crt" "$@"
-}
-
 if [ "$USE_UPSTREAM" = 1 ]; then
-    ovt_spawn "$NS" "$OVT_DIR/redis.log" redis-server --bind "$REDIS_ADDR" \
-        --port 6379 --protected-mode no --save '' --appendonly no --daemonize no \
-        --dir "$OVT_DIR"
-    up_cmd=(python3 "$HERE/upstream_nodelay.py" "$UPSTREAM_PY")
-    if [ "$UP_NAGLE" = 1 ]; then
-        up_cmd=(python3 "$UPSTREAM_PY")
-    fi
-    ovt_spawn "$NS" "$OVT_DIR/upstream.log" "${up_cmd[@]}" \
-        --cert "$UP_PKI/srv.crt" --key "$UP_PKI/srv.key" \
-        --listen "$UP_ADDR:8443" --data "$OVT_DIR/answers.json" --quiet
-    up_ready() {
-        grep -q '^listening' "$OVT_DIR/upstream.log" 2>/dev/null
-    }
-    redis_ready() {
-        nsx redis-cli -h "$REDIS_ADDR" -p 6379 ping 2>/dev/null | grep -q PONG
-    }
-    ovt_wait_until 20 up_ready || die "upstream server did not start"
-    ovt_wait_until 20 redis_ready || die "redis-server did not start"
+    ovt_upstream_start "$NS" "$OVT_UP_IP" "$OVT_DIR/answers.json" \
+        "$OVT_DIR/upstream.log" || die "upstream server did not start"
+    ovt_redis_start "$NS" "$OVT_UP_IP" "$OVT_REDIS_PW_FILE" \
+        "$OVT_DIR/redis.log" || die "redis-server did not start"
 fi
 
 sim_ctl() {
@@ -324,9 +333,11 @@ FOLLOWER=1
 say "cluster up: leader gw$LEADER, follower used gw$FOLLOWER, upstream=$USE_UPSTREAM scale=$SCALE"
 
 # ---- storms -------------------------------------------------------------------
-# storm GW N IDS CONC PREFIX: runs it, prints the simulator's `done` line.
+# storm GW N IDS CONC PREFIX [rate=R]: runs it, prints the `done` line.
 storm() {
-    timeout 660 python3 "$SIMCTL" "$(sim_ctl "$1")" storm "$2" "$3" "$4" "$5"
+    local gw=$1
+    shift
+    timeout 660 python3 "$SIMCTL" "$(sim_ctl "$gw")" storm "$@"
 }
 
 field() {
@@ -341,19 +352,45 @@ field() {
     printf '?'
 }
 
-# run_row LABEL GW N IDS CONC PREFIX: a storm and one table row; with the
-# upstream, its /stats are reset before and kept in LAST_STATS after.
+ROW_FMT='%-31s %-5s %6s %5s %4s %6s %6s %6s %5s %7s %7s %7s %8s %6s %6s %6s %5s'
+# TARGETS: "LABEL|RATE|P99_US|CAPPED" of every paced warm-cache row.
+TARGETS=()
+
+# Raft snapshots taken so far by the three nodes together (each takes its
+# own every snapshot_threshold entries; a snapshot stalls that node).
+snap_total() {
+    local n v t=0
+    for n in 1 2 3; do
+        v=$(ovt_ctl "$n" --json cluster status 2>/dev/null |
+            jq -r '.stats.snapshots // 0' 2>/dev/null)
+        case $v in
+        '' | *[!0-9]*) v=0 ;;
+        esac
+        t=$((t + v))
+    done
+    printf '%s' "$t"
+}
+
+# run_row LABEL GW N IDS CONC PREFIX [RATE]: a storm (paced at RATE a
+# second if given, else closed loop) and one table row; with the upstream,
+# its /stats are reset before and kept in LAST_STATS after.
 run_row() {
-    local label=$1 gw=$2 n=$3 ids=$4 conc=$5 prefix=$6 line rate
-    local el upreq=-
+    local label=$1 gw=$2 n=$3 ids=$4 conc=$5 prefix=$6 prate=${7:-}
+    local line rate el upreq=- offer=- capped=- lag=- k snap0
+    local args=("$n" "$ids" "$conc" "$prefix")
+    if [ -n "$prate" ]; then
+        args+=("rate=$prate")
+        offer=$prate
+    fi
+    LAST_LINE=""
     LAST_STATS=""
     if [ "$USE_UPSTREAM" = 1 ]; then
-        up_curl -X DELETE "https://$UP_ADDR:8443/stats" >/dev/null ||
-            die "DELETE /stats"
+        ovt_up_curl DELETE /stats >/dev/null || die "DELETE /stats"
     fi
-    line=$(storm "$gw" "$n" "$ids" "$conc" "$prefix")
+    snap0=$(snap_total)
+    line=$(storm "$gw" "${args[@]}")
     if [ "$USE_UPSTREAM" = 1 ]; then
-        LAST_STATS=$(up_curl "https://$UP_ADDR:8443/stats") || die "GET /stats"
+        LAST_STATS=$(ovt_up_curl GET /stats) || die "GET /stats"
         upreq=$(jq -r '.requests' <<<"$LAST_STATS")
     fi
     case $line in
@@ -361,25 +398,34 @@ run_row() {
     *)
         say "storm on gw$gw failed: ${line:-no reply}"
         FAILED=1
-        ROWS+=("$(printf '%-24s %-7s %6s %5s %4s  FAILED: %s' "$label" \
-            "gw$gw" "$n" "$ids" "$conc" "${line:-no reply}")")
+        ROWS+=("$(printf '%-31s %-5s %6s %5s %4s %6s  FAILED: %s' "$label" \
+            "gw$gw" "$n" "$ids" "$conc" "$offer" "${line:-no reply}")")
         return 1
         ;;
     esac
+    LAST_LINE=$line
     for k in timeout killed skipped deny; do
         if [ "$(field "$line" $k)" != 0 ]; then
             say "gw$gw $label: $k=$(field "$line" $k)"
             FAILED=1
         fi
     done
+    if [ -n "$prate" ]; then
+        capped=$(field "$line" capped)
+        lag=$(field "$line" lag_max_us)
+        lag=$(awk -v u="$lag" 'BEGIN { printf "%.1f", u / 1000 }')
+        if [ "$capped" != 0 ]; then
+            say "gw$gw $label: $capped starts held back by the cap of $conc" \
+                "in flight: the offered rate was not kept up with"
+        fi
+    fi
     el=$(field "$line" elapsed_ms)
     rate=$((el > 0 ? n * 1000 / el : 0))
-    ROWS+=("$(printf '%-24s %-7s %6s %5s %4s %6s %4s %4s %7s %7s %7s %8s %7s %6s %6s' \
-        "$label" "gw$gw" "$n" "$ids" "$conc" "$(field "$line" allow)" \
-        "$(field "$line" deny)" "$(field "$line" timeout)" \
+    ROWS+=("$(printf "$ROW_FMT" "$label" "gw$gw" "$n" "$ids" "$conc" \
+        "$offer" "$capped" "$lag" "$(field "$line" allow)" \
         "$(field "$line" p50_us)" "$(field "$line" p90_us)" \
         "$(field "$line" p99_us)" "$(field "$line" max_us)" "$el" "$rate" \
-        "$upreq")")
+        "$upreq" "$(($(snap_total) - snap0))")")
     say "$label gw$gw: $line"
 }
 
@@ -389,17 +435,28 @@ role() {
 
 # a. warm cache
 for gw in "$FOLLOWER" "$LEADER"; do
-    run_row "a warmup ($(role "$gw"))" "$gw" "$A_IDS" "$A_IDS" "$A_CONC" \
-        bench-a
-    run_row "a warm ($(role "$gw"))" "$gw" "$A_N" "$A_IDS" "$A_CONC" bench-a
-    run_row "a warm, 1 at a time" "$gw" "$A1_N" "$A_IDS" 1 bench-a
+    r=$(role "$gw")
+    run_row "a warmup ($r)" "$gw" "$A_IDS" "$A_IDS" "$A_CONC" bench-a
+    for pr in $RATES; do
+        pn=$((pr * P_MS / 1000))
+        [ "$pn" -ge 1 ] || pn=1
+        if run_row "a warm $pr/s ($r)" "$gw" "$pn" "$A_IDS" "$P_CONC" \
+            bench-a "$pr"; then
+            TARGETS+=("$r $pr/s|$pr|$(field "$LAST_LINE" p99_us)|$(field "$LAST_LINE" capped)")
+        fi
+    done
+    run_row "a warm, saturated ($r)" "$gw" "$A_N" "$A_IDS" "$A_CONC" bench-a
+    run_row "a warm, 1 at a time ($r)" "$gw" "$A1_N" "$A_IDS" 1 bench-a
 done
 
-# b. every identity new
+# b. every identity new: the upstream round trip
 for gw in "$FOLLOWER" "$LEADER"; do
-    run_row "b new CNs ($(role "$gw"))" "$gw" "$B_N" "$B_N" "$B_CONC" \
+    r=$(role "$gw")
+    run_row "b new $UP_RATE/s ($r)" "$gw" "$BP_N" "$BP_N" "$P_CONC" \
+        "bench-p$gw" "$UP_RATE"
+    run_row "b new, saturated ($r)" "$gw" "$B_N" "$B_N" "$B_CONC" \
         "bench-b$gw"
-    run_row "b new, 1 at a time" "$gw" "$B1_N" "$B1_N" 1 "bench-s$gw"
+    run_row "b new, 1 at a time ($r)" "$gw" "$B1_N" "$B1_N" 1 "bench-s$gw"
 done
 
 # c. reconnect storm, single flight
@@ -422,20 +479,35 @@ fi
 # ---- report ---------------------------------------------------------------------
 echo
 echo "decision latency, ovhad 3-node cluster + ovpn_sim ($(nproc) cores), upstream=$USE_UPSTREAM, scale=$SCALE"
-echo "command: BENCH_SCALE=$SCALE BENCH_UPSTREAM=${BENCH_UPSTREAM:-auto} BENCH_UPSTREAM_NAGLE=$UP_NAGLE $CMDLINE"
-printf '%-24s %-7s %6s %5s %4s %6s %4s %4s %7s %7s %7s %8s %7s %6s %6s\n' \
-    scenario gateway n ids conc allow deny tmo p50_us p90_us p99_us max_us \
-    ms rate/s upreq
+echo "command: BENCH_SCALE=$SCALE BENCH_UPSTREAM=${BENCH_UPSTREAM:-auto} BENCH_RATES='$RATES' BENCH_UP_RATE=$UP_RATE BENCH_SECONDS=$(awk -v m="$P_MS" 'BEGIN { print m / 1000 }') BENCH_TMPFS=$TMPFS BENCH_SNAPSHOT_THRESHOLD=$SNAP_THRESHOLD $CMDLINE"
+printf "$ROW_FMT\n" scenario gw n ids conc offer/s capped lag_ms allow p50_us \
+    p90_us p99_us max_us ms done/s upreq snaps
 for r in "${ROWS[@]}"; do
     echo "$r"
 done
 echo "c: $C_NOTE"
 echo "latency: last byte of the CONNECT's ENV block written by ovpn_sim -> last"
 echo "byte of ovhad's client-auth block / client-deny read (CLOCK_MONOTONIC);"
+echo "offer/s: paced storm (open loop) at that rate, - = closed loop at conc in"
+echo "flight; capped: paced starts held back because conc were waiting;"
+echo "lag_ms: the worst start behind its schedule (the simulator idles at"
+echo "these rates: tens of ms mean it did not get a CPU, i.e. machine load);"
+echo "done/s: n / elapsed; snaps: raft snapshots the three nodes took during"
+echo "the row (each stalls its node for tens of ms)."
 if [ "$USE_UPSTREAM" = 1 ]; then
     echo "upreq: decide requests the upstream received during that storm; the"
     echo "leader's warmup is answered by redis, which the follower's warmup filled."
 fi
+echo "target p99 <= $TARGET_P99_US us, warm cache, 3-node cluster:"
+for t in "${TARGETS[@]}"; do
+    IFS="|" read -r tl _ tp tc <<<"$t"
+    if [ "$tp" != '?' ] && [ "$tp" -le "$TARGET_P99_US" ] && [ "$tc" = 0 ]; then
+        verdict=met
+    else
+        verdict="NOT met"
+    fi
+    printf '  %-16s p99 %6s us  %s\n' "$tl" "$tp" "$verdict"
+done
 for n in 1 2 3; do
     errs=$(grep -c '^<[0-3]>' "$(ovt_gw_log "$n")" 2>/dev/null)
     say "gw$n log: ${errs:-0} error lines ($(ovt_gw_log "$n"))"

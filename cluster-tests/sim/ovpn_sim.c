@@ -13,8 +13,11 @@
  *                                        timeout CID | killed CID |
  *                                        error ...
  *   disconnect CID                    -> ok | error ...
- *   storm N IDENTITIES CONCURRENCY PREFIX [PASSWORD]
+ *   storm N IDENTITIES CONCURRENCY PREFIX [PASSWORD] [rate=R]
  *                                     -> done n= allow= deny= timeout= ...
+ *                                        (rate=R: R starts a second, open
+ *                                        loop; capped= counts starts the
+ *                                        CONCURRENCY cap held back)
  *   drop                              -> ok (the management connection
  *                                        is cut; ovhad reconnects)
  *   stats                             -> stats k=v ...
@@ -28,7 +31,7 @@
  * are dropped until it reconnects; ovhad then finds the waiting clients in
  * `status 3`), a client-kill of a waiting client (killed).
  *
- * Single-threaded poll() loop; every socket is non-blocking. Exits on
+ * Single-threaded ppoll() loop; every socket is non-blocking. Exits on
  * SIGTERM/SIGINT or `quit`. OVPN_SIM_TIMEOUT_MS (100..600000, default
  * 10000) changes the 10 s decision timeout, for tests.
  */
@@ -518,6 +521,23 @@ static int sim_poll_set(struct sim *s, struct pollfd *p, int *ctl_of)
     return n;
 }
 
+/* How long poll may sleep: until the paced storm's next start (with ns
+ * precision, so 1000/s really is one every millisecond), else 100 ms while
+ * clients or a storm are about (expiry), else 1 s. */
+static const struct timespec *sim_loop_timeout(const struct sim *s)
+{
+    static struct timespec ts;
+    uint64_t ns =
+        s->nclients > 0 || s->storm.active ? SIM_NS_PER_S / 10 : SIM_NS_PER_S;
+    uint64_t wait = sim_storm_wait_ns(s, sim_now_ns());
+    if (wait < ns) {
+        ns = wait;
+    }
+    ts.tv_sec = (time_t)(ns / SIM_NS_PER_S);
+    ts.tv_nsec = (long)(ns % SIM_NS_PER_S);
+    return &ts;
+}
+
 static int sim_loop(struct sim *s)
 {
     struct pollfd p[3 + SIM_MAX_CTL];
@@ -526,8 +546,8 @@ static int sim_loop(struct sim *s)
     bool run = true;
     while (run && sim_signalled == 0) {
         int n = sim_poll_set(s, p, ctl_of);
-        int timeout = s->nclients > 0 || s->storm.active ? 100 : 1000;
-        if (poll(p, (nfds_t)n, timeout) < 0 && errno != EINTR) {
+        if (ppoll(p, (nfds_t)n, sim_loop_timeout(s), NULL) < 0 &&
+            errno != EINTR) {
             return -errno;
         }
         if (p[0].revents != 0) {

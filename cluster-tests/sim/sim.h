@@ -20,7 +20,8 @@
 #define SIM_STORM_MAX_N    1000000
 #define SIM_STORM_MAX_CONC 4096
 #define SIM_STORM_MAX_NS   (600 * SIM_NS_PER_S)
-#define SIM_MGMT_LINE_MAX  1024 /* openvpn's management input buffer */
+#define SIM_STORM_MAX_RATE 100000 /* paced connects per second */
+#define SIM_MGMT_LINE_MAX  1024   /* openvpn's management input buffer */
 #define SIM_CTL_LINE_MAX   4096
 #define SIM_OUT_MAX        (256u << 20) /* a controller that never reads */
 #define SIM_TOKEN_MAX      256          /* 255 characters + NUL */
@@ -84,9 +85,15 @@ struct sim_storm {
     char prefix[200];
     char password[SIM_TOKEN_MAX];
     bool has_password;
+    uint64_t rate;      /* connects started per second; 0 = closed loop */
+    uint64_t sched0_ns; /* paced: when start 0 went out; i is due
+                         * i / rate seconds later */
+    bool cap_noted;     /* the due start was already counted in capped */
     uint64_t started, finished, in_flight;
     uint64_t allow, deny, timeout, killed;
-    uint32_t *lat_us; /* one per decision, n at most */
+    uint64_t capped;     /* paced starts that found CONCURRENCY in flight */
+    uint64_t lag_max_ns; /* worst start behind its schedule (paced) */
+    uint32_t *lat_us;    /* one per decision, n at most */
     uint64_t nlat;
     uint64_t t0_ns, deadline_ns;
 };
@@ -170,8 +177,12 @@ void sim_client_resolve(struct sim *s,
                         struct sim_client *c,
                         const char *outcome,
                         const char *detail);
-/* Starts storm connects up to the concurrency; sends `done` when over. */
+/* Starts storm connects up to the concurrency (and, paced, those whose
+ * scheduled time has come); sends `done` when over. */
 void sim_storm_pump(struct sim *s);
+/* Nanoseconds until the paced storm's next start is due (0: due now);
+ * UINT64_MAX when no start is scheduled. */
+uint64_t sim_storm_wait_ns(const struct sim *s, uint64_t now);
 void sim_ctl_accept(struct sim *s);
 void sim_ctl_read(struct sim *s, int i);
 /* Runs the complete lines of connection i one at a time while it is not

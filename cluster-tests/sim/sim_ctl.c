@@ -95,7 +95,8 @@ static void sim_storm_finish(struct sim *s, uint64_t now)
     sim_ctl_reply(
         s, st->ctl,
         "done n=%llu allow=%llu deny=%llu timeout=%llu killed=%llu "
-        "skipped=%llu p50_us=%u p90_us=%u p99_us=%u max_us=%u elapsed_ms=%llu",
+        "skipped=%llu p50_us=%u p90_us=%u p99_us=%u max_us=%u elapsed_ms=%llu "
+        "rate=%llu capped=%llu lag_max_us=%llu",
         (unsigned long long)st->n, (unsigned long long)st->allow,
         (unsigned long long)st->deny, (unsigned long long)st->timeout,
         (unsigned long long)st->killed,
@@ -103,9 +104,60 @@ static void sim_storm_finish(struct sim *s, uint64_t now)
         sim_pct(st->lat_us, st->nlat, 50), sim_pct(st->lat_us, st->nlat, 90),
         sim_pct(st->lat_us, st->nlat, 99),
         st->nlat > 0 ? st->lat_us[st->nlat - 1] : 0,
-        (unsigned long long)((now - st->t0_ns) / 1000000));
+        (unsigned long long)((now - st->t0_ns) / 1000000),
+        (unsigned long long)st->rate, (unsigned long long)st->capped,
+        (unsigned long long)(st->lag_max_ns / 1000));
     free(st->lat_us);
     memset(st, 0, sizeof(*st));
+}
+
+/* When paced start i is due: i / rate seconds after the first start. */
+static uint64_t sim_storm_due(const struct sim_storm *st, uint64_t i)
+{
+    return st->sched0_ns + i * SIM_NS_PER_S / st->rate;
+}
+
+/* Wakes the loop when the next start is due even with the cap full, so a
+ * start the cap holds back is counted as such. */
+uint64_t sim_storm_wait_ns(const struct sim *s, uint64_t now)
+{
+    const struct sim_storm *st = &s->storm;
+    /* Once the due start was seen held back by the cap, only an answer
+     * can let it out (and a controller, the first one): no busy wait. */
+    if (!st->active || st->rate == 0 || st->started >= st->n ||
+        !sim_mgmt_ready(s) || st->cap_noted) {
+        return UINT64_MAX;
+    }
+    if (st->started == 0) {
+        return 0;
+    }
+    uint64_t due = sim_storm_due(st, st->started);
+    return due > now ? due - now : 0;
+}
+
+/* May the next storm connect start now? Paced: only once it is due, and
+ * a due start that finds CONCURRENCY in flight is counted (once) as held
+ * back by the cap; it goes out as soon as an answer frees a slot, and the
+ * later starts keep their schedule (open loop). */
+static bool sim_storm_may_start(struct sim *s, uint64_t now)
+{
+    struct sim_storm *st = &s->storm;
+    if (!sim_mgmt_ready(s) || st->started >= st->n) {
+        return false;
+    }
+    bool due = st->rate == 0 || st->started == 0 ||
+               now >= sim_storm_due(st, st->started);
+    if (!due) {
+        return false;
+    }
+    if (st->in_flight >= st->conc) {
+        if (st->rate != 0 && !st->cap_noted) {
+            st->capped++;
+            st->cap_noted = true;
+        }
+        return false;
+    }
+    return true;
 }
 
 void sim_storm_pump(struct sim *s)
@@ -119,8 +171,7 @@ void sim_storm_pump(struct sim *s)
         sim_storm_finish(s, now);
         return;
     }
-    while (sim_mgmt_ready(s) && st->in_flight < st->conc &&
-           st->started < st->n) {
+    while (sim_storm_may_start(s, now)) {
         char cn[SIM_TOKEN_MAX];
         snprintf(cn, sizeof(cn), "%s-%llu", st->prefix,
                  (unsigned long long)(st->started % st->identities));
@@ -129,11 +180,46 @@ void sim_storm_pump(struct sim *s)
         if (c == NULL) {
             break;
         }
+        if (st->rate != 0) {
+            if (st->started == 0) {
+                st->sched0_ns = now; /* the schedule starts with a controller */
+            }
+            uint64_t due = sim_storm_due(st, st->started);
+            if (now > due && now - due > st->lag_max_ns) {
+                st->lag_max_ns = now - due;
+            }
+            st->cap_noted = false;
+        }
         c->owner = SIM_OWNER_STORM;
         st->started++;
         st->in_flight++;
         sim_client_connect(s, c);
+        now = sim_now_ns();
     }
+}
+
+/* Trailing `rate=R` of a storm line (R connects per second, paced); the
+ * other trailing token is the password. Returns false on a bad value. */
+static bool sim_ctl_storm_opts(char **tok,
+                               int n,
+                               const char **ret_password,
+                               uint64_t *ret_rate)
+{
+    *ret_password = NULL;
+    *ret_rate = 0;
+    for (int k = 5; k < n; k++) {
+        if (strncmp(tok[k], "rate=", 5) == 0) {
+            if (!sim_parse_bounded(tok[k] + 5, 1, SIM_STORM_MAX_RATE,
+                                   ret_rate)) {
+                return false;
+            }
+        } else if (*ret_password == NULL) {
+            *ret_password = tok[k];
+        } else {
+            return false;
+        }
+    }
+    return true;
 }
 
 static void sim_ctl_storm(struct sim *s, int i, char **tok, int n)
@@ -146,14 +232,17 @@ static void sim_ctl_storm(struct sim *s, int i, char **tok, int n)
     uint64_t num;
     uint64_t ids;
     uint64_t conc;
+    uint64_t rate;
+    const char *password;
     if (n < 5 || !sim_parse_bounded(tok[1], 1, SIM_STORM_MAX_N, &num) ||
         !sim_parse_bounded(tok[2], 1, SIM_STORM_MAX_N, &ids) ||
         !sim_parse_bounded(tok[3], 1, SIM_STORM_MAX_CONC, &conc) ||
-        strlen(tok[4]) >= sizeof(st->prefix) - 12) {
+        strlen(tok[4]) >= sizeof(st->prefix) - 12 ||
+        !sim_ctl_storm_opts(tok, n, &password, &rate)) {
         sim_ctl_reply(s, i,
                       "error usage: storm N(1..%d) IDENTITIES CONCURRENCY"
-                      "(1..%d) PREFIX [PASSWORD]",
-                      SIM_STORM_MAX_N, SIM_STORM_MAX_CONC);
+                      "(1..%d) PREFIX [PASSWORD] [rate=R(1..%d)]",
+                      SIM_STORM_MAX_N, SIM_STORM_MAX_CONC, SIM_STORM_MAX_RATE);
         return;
     }
     st->lat_us = calloc(num, sizeof(uint32_t));
@@ -166,10 +255,11 @@ static void sim_ctl_storm(struct sim *s, int i, char **tok, int n)
     st->n = num;
     st->identities = ids;
     st->conc = conc;
+    st->rate = rate;
     snprintf(st->prefix, sizeof(st->prefix), "%s", tok[4]);
-    if (n >= 6) {
+    if (password != NULL) {
         st->has_password = true;
-        snprintf(st->password, sizeof(st->password), "%s", tok[5]);
+        snprintf(st->password, sizeof(st->password), "%s", password);
     }
     st->t0_ns = sim_now_ns();
     st->deadline_ns = st->t0_ns + SIM_STORM_MAX_NS;
