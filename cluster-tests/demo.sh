@@ -90,17 +90,8 @@ has_addr() {
     [ -n "$(tun_addr "$(cns "$1")" tun0)" ]
 }
 
-# client NAME GW...: (re)start NAME with the given gateways as its remote
-# list, first one preferred.
 client() {
-    local name=$1 g remotes=()
-    shift
-    for g in "$@"; do
-        remotes+=("$(ovt_gw_addr "$g")")
-    done
-    ovt_client_stop "$name"
-    ovt_client_start "$name" "$(cns "$name")" "$OVT_CLU_PKI" "$name" \
-        "${remotes[@]}"
+    ovt_clu_client "$@"
 }
 
 show_clients() {
@@ -108,8 +99,7 @@ show_clients() {
     for c in alice bob carol mallory; do
         addr=$(tun_addr "$(cns "$c")" tun0)
         if [ -n "$addr" ]; then
-            gw=$(grep -o 'Peer Connection Initiated with \[AF_INET\][0-9.]*' \
-                "$(ovt_client_log "$c")" | tail -n 1 | grep -o '[0-9.]*$')
+            gw=$(ovt_client_gw "$c")
             gw="gw${gw##*.} ($gw)"
             if ping_through "$(cns "$c")" 100.64.0.1; then
                 echo "$c: $addr via ${gw:-?}, ping 100.64.0.1 ok"

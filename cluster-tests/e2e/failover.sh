@@ -61,16 +61,8 @@ cns() {
     ovt_ns "c-$1"
 }
 
-# client NAME G1 G2 G3: (re)starts NAME with the gateways in this order.
 client() {
-    local name=$1 remotes=() g
-    shift
-    for g in "$@"; do
-        remotes+=("$(ovt_gw_addr "$g")")
-    done
-    ovt_client_stop "$name"
-    ovt_client_start "$name" "$(cns "$name")" "$OVT_CLU_PKI" "$name" \
-        "${remotes[@]}"
+    ovt_clu_client "$@"
 }
 
 addr_of() {
@@ -81,11 +73,10 @@ has_addr() {
     [ -n "$(addr_of "$1")" ]
 }
 
-# The gateway a client's tunnel goes to, from its log ("gwN").
+# The gateway a client's tunnel goes to ("gwN").
 gw_of() {
     local ip
-    ip=$(grep -o 'Peer Connection Initiated with \[AF_INET\][0-9.]*' \
-        "$(ovt_client_log "$1")" | tail -n 1 | grep -o '[0-9.]*$')
+    ip=$(ovt_client_gw "$1")
     printf 'gw%s' "${ip##*.}"
 }
 

@@ -327,3 +327,23 @@ ovt_members_agree() {
     done
     printf '%s' "$first"
 }
+
+# ovt_clu_client NAME GW...: (re)starts client NAME (certificate NAME, host
+# c-NAME) with the given gateways as its remote list, first one preferred.
+ovt_clu_client() {
+    local name=$1 g remotes=()
+    shift
+    for g in "$@"; do
+        remotes+=("$(ovt_gw_addr "$g")")
+    done
+    ovt_client_stop "$name"
+    ovt_client_start "$name" "$(ovt_ns "c-$name")" "$OVT_CLU_PKI" "$name" \
+        "${remotes[@]}"
+}
+
+# ovt_client_gw NAME: the underlay address of the gateway client NAME last
+# connected to, from its openvpn log ("" before the first connection).
+ovt_client_gw() {
+    grep -o 'Peer Connection Initiated with \[AF_INET\][0-9.]*' \
+        "$(ovt_client_log "$1")" 2>/dev/null | tail -n 1 | grep -o '[0-9.]*$'
+}
