@@ -462,6 +462,11 @@ uint64_t fsm_clock(const struct fsm *f)
     return f->meta.clock;
 }
 
+uint64_t fsm_next_session_id(const struct fsm *f)
+{
+    return f->meta.next_session;
+}
+
 /* ---- audit chain --------------------------------------------------------- */
 
 static size_t fsm_put_u64(uint8_t *p, uint64_t v)

@@ -199,6 +199,10 @@ int fsm_query_subnets(struct fsm *f,
 int fsm_query_policy(struct fsm *f, const char *name, char **ret_body);
 /* The FSM's clock: the largest command timestamp applied so far. */
 uint64_t fsm_clock(const struct fsm *f);
+/* The id the next SessionOpen will get. Ids are given in log order, so a
+ * session id at or above it was committed elsewhere but not yet applied
+ * here. */
+uint64_t fsm_next_session_id(const struct fsm *f);
 
 /* ---- for tests ---------------------------------------------------------- */
 

@@ -639,7 +639,10 @@ static void node_repl_reconcile_cb(uv_timer_t *t)
     size_t ngone = 0;
     for (size_t i = 0; i < n && ngone < 64; i++) {
         struct fsm_session_info info;
-        if (local[i].session_id == 0) {
+        /* A session this node learnt from the leader's answer before
+         * applying its entry is not gone: it is not here yet. */
+        if (local[i].session_id == 0 ||
+            local[i].session_id >= fsm_next_session_id(r->fsm)) {
             continue;
         }
         int q = fsm_query_session(r->fsm, local[i].session_id, &info);

@@ -164,6 +164,22 @@ static void test_fsm_gateway_states(void **state)
     fsm_free(f);
 }
 
+/* Session ids follow log order: every applied id is below the next one,
+ * which is how a gateway tells "not applied here yet" from "gone". */
+static void test_fsm_next_session_id(void **state)
+{
+    (void)state;
+    struct fsm *f = fsmtc_setup();
+    struct proto_result r;
+    uint64_t before = fsm_next_session_id(f);
+    uint64_t a = fsmtc_open(f, "gw-1", "a", T0, &r);
+    uint64_t b = fsmtc_open(f, "gw-2", "b", T0 + 1, &r);
+    assert_int_equal(a, before);
+    assert_true(b > a);
+    assert_int_equal(fsm_next_session_id(f), b + 1);
+    fsm_free(f);
+}
+
 /* Draining needs another active gateway to take the clients, unless
  * forced; the check is in the FSM so two racing drains cannot both pass. */
 static void test_fsm_drain_last_active(void **state)
@@ -1037,6 +1053,7 @@ int fsm_test_commands(void)
         cmocka_unit_test(test_fsm_clock_is_max),
         cmocka_unit_test(test_fsm_gateway_states),
         cmocka_unit_test(test_fsm_drain_last_active),
+        cmocka_unit_test(test_fsm_next_session_id),
         cmocka_unit_test(test_fsm_pool_put),
         cmocka_unit_test(test_fsm_open_allocates),
         cmocka_unit_test(test_fsm_sticky_and_expiry),
