@@ -92,13 +92,8 @@ inits() {
         2>/dev/null
 }
 
-gw_state() {
-    ovt_ctl "$1" cluster gateways --json 2>/dev/null |
-        jq -r --arg g "$2" '.gateways[] | select(.id == $g) | .state'
-}
-
 gw_state_is() {
-    [ "$(gw_state "$1" "$2")" = "$3" ]
+    ovt_gw_state_is "$@"
 }
 
 # Live sessions in gateway N's own table (openvpn's view).

@@ -347,3 +347,14 @@ ovt_client_gw() {
     grep -o 'Peer Connection Initiated with \[AF_INET\][0-9.]*' \
         "$(ovt_client_log "$1")" 2>/dev/null | tail -n 1 | grep -o '[0-9.]*$'
 }
+
+# ovt_gw_state N G: gateway G's replicated state (active, standby,
+# draining, down) as node N sees it.
+ovt_gw_state() {
+    ovt_ctl "$1" cluster gateways --json 2>/dev/null |
+        jq -r --arg g "$2" '.gateways[] | select(.id == $g) | .state'
+}
+
+ovt_gw_state_is() {
+    [ "$(ovt_gw_state "$1" "$2")" = "$3" ]
+}
