@@ -343,18 +343,13 @@ static int ovhactl_cmd_health(struct ovhactl *ctl, int argc, char **argv)
     return OVHACTL_OK;
 }
 
-static int ovhactl_cmd_upstream(struct ovhactl *ctl, int argc, char **argv)
+/* GETs path and prints every field of the answer, "key: value" (or the
+ * JSON as is with --json). */
+static int ovhactl_show(struct ovhactl *ctl, const char *path)
 {
     json_t *j = NULL, *v;
     const char *key;
-    int rv;
-
-    (void)argv;
-    if (argc != 0) {
-        ovhactl_err("upstream takes no arguments");
-        return OVHACTL_USAGE;
-    }
-    rv = ovhactl_call(ctl, "GET", "/v1/upstream", NULL, &j);
+    int rv = ovhactl_call(ctl, "GET", path, NULL, &j);
     if (rv != 0) {
         return rv;
     }
@@ -366,6 +361,16 @@ static int ovhactl_cmd_upstream(struct ovhactl *ctl, int argc, char **argv)
     }
     json_decref(j);
     return OVHACTL_OK;
+}
+
+static int ovhactl_cmd_upstream(struct ovhactl *ctl, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("upstream takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    return ovhactl_show(ctl, "/v1/upstream");
 }
 
 struct ovhactl_row {
@@ -878,9 +883,6 @@ static int ovhactl_cmd_gateway_activate(struct ovhactl *ctl,
 static int ovhactl_cmd_cn_usage(struct ovhactl *ctl, int argc, char **argv)
 {
     char path[1024];
-    json_t *j = NULL, *v;
-    const char *key;
-    int rv;
 
     if (argc != 1) {
         ovhactl_err("usage needs exactly one CN");
@@ -891,40 +893,17 @@ static int ovhactl_cmd_cn_usage(struct ovhactl *ctl, int argc, char **argv)
         ovhactl_err("CN too long");
         return OVHACTL_USAGE;
     }
-    rv = ovhactl_call(ctl, "GET", path, NULL, &j);
-    if (rv == 0 && !ctl->json) {
-        json_object_foreach(j, key, v)
-        {
-            ovhactl_print_field("", key, v);
-        }
-    }
-    json_decref(j);
-    return rv;
+    return ovhactl_show(ctl, path);
 }
 
 static int ovhactl_cmd_failover(struct ovhactl *ctl, int argc, char **argv)
 {
-    json_t *j = NULL, *v;
-    const char *key;
-    int rv;
-
     (void)argv;
     if (argc != 0) {
         ovhactl_err("failover takes no arguments");
         return OVHACTL_USAGE;
     }
-    rv = ovhactl_call(ctl, "GET", "/v1/failover", NULL, &j);
-    if (rv != 0) {
-        return rv;
-    }
-    if (!ctl->json) {
-        json_object_foreach(j, key, v)
-        {
-            ovhactl_print_field("", key, v);
-        }
-    }
-    json_decref(j);
-    return OVHACTL_OK;
+    return ovhactl_show(ctl, "/v1/failover");
 }
 
 static int ovhactl_cmd_cluster_transfer(struct ovhactl *ctl,
