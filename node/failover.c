@@ -50,8 +50,7 @@ struct node_failover {
     void *close_data;
 };
 
-/* ---- leader: marking gateways down ----------------------------------------
- */
+/* ---- leader: marking gateways down ------------------------------------ */
 
 static struct fo_watch *fo_watch_get(struct node_failover *fo,
                                      const struct fsm_gateway_info *g,
@@ -131,8 +130,7 @@ static int fo_gateway_cb(const struct fsm_gateway_info *g, void *data)
     return 0;
 }
 
-/* ---- every node: fencing, drain, standby ----------------------------------
- */
+/* ---- every node: fencing, drain, standby ------------------------------ */
 
 static void fo_fence_check(struct node_failover *fo,
                            const struct rft_status *st,
@@ -233,8 +231,7 @@ static void fo_tick_cb(uv_timer_t *t)
     fo_standby_check(fo, &sc, now);
 }
 
-/* ---- public ----------------------------------------------------------------
- */
+/* ---- public ----------------------------------------------------------- */
 
 int node_failover_new(uv_loop_t *loop,
                       const struct node_cfg *cfg,

@@ -26,7 +26,7 @@
 #define TIERS_MOD         "tiers"
 #define TIERS_FLIGHT_BKTS 4096
 
-/* ---- a small intrusive hash map over string keys ------------------------- */
+/* ---- a small intrusive hash map over string keys ---------------------- */
 
 struct tiers_hnode {
     struct tiers_hnode *next;
@@ -95,8 +95,7 @@ static void tiers_map_del(struct tiers_map *m, struct tiers_hnode *e)
     }
 }
 
-/* ---- state ----------------------------------------------------------------
- */
+/* ---- state ------------------------------------------------------------ */
 
 /* One cached answer in the in-process LRU. */
 struct tiers_mem {
@@ -160,8 +159,7 @@ struct node_tiers {
 static void tiers_flight_fallback(struct tiers_flight *f);
 static void tiers_flight_unref(struct tiers_flight *f);
 
-/* ---- memory tier ----------------------------------------------------------
- */
+/* ---- memory tier ------------------------------------------------------ */
 
 static void tiers_lru_unlink(struct node_tiers *t, struct tiers_mem *m)
 {
@@ -248,8 +246,7 @@ static void tiers_mem_put(struct node_tiers *t,
     tiers_lru_push(t, m);
 }
 
-/* ---- entries --------------------------------------------------------------
- */
+/* ---- entries ---------------------------------------------------------- */
 
 static uint64_t tiers_age_ms(const struct node_cache_entry *e)
 {
@@ -307,8 +304,8 @@ static void tiers_deny(struct node_grant *g,
 
 /* Turns a cached answer into a grant. A cached value that no longer
  * validates (a Redis shared with something else, an older format) is a
- * deny, never a partial grant. */
-static void tiers_entry_grant(struct node_tiers *t,
+ * deny, never a partial grant; returns false then. */
+static bool tiers_entry_grant(struct node_tiers *t,
                               const struct node_cache_entry *e,
                               const char *source,
                               struct node_grant *g)
@@ -318,13 +315,13 @@ static void tiers_entry_grant(struct node_tiers *t,
     if (node_answer_parse(e->value, e->value_len, &a, err, sizeof(err)) != 0) {
         tiers_deny(g, source, NODE_TEMP_CLIENT_REASON,
                    "cached answer invalid: %s", err);
-        return;
+        return false;
     }
     node_answer_to_grant(&a, &t->cfg->openvpn.network, source, g);
+    return true;
 }
 
-/* ---- flights --------------------------------------------------------------
- */
+/* ---- flights ---------------------------------------------------------- */
 
 static struct tiers_wait *tiers_wait_pop(struct tiers_flight *f)
 {
@@ -410,7 +407,7 @@ static void tiers_flight_finish(struct tiers_flight *f,
     tiers_flight_release(f);
 }
 
-/* ---- storing an upstream answer ------------------------------------------ */
+/* ---- storing an upstream answer --------------------------------------- */
 
 static void tiers_file_put_cb(void *data, int status)
 {
@@ -452,8 +449,7 @@ static void tiers_store(struct tiers_flight *f,
     node_cache_entry_clear(&e);
 }
 
-/* ---- the upstream stage ---------------------------------------------------
- */
+/* ---- the upstream stage ----------------------------------------------- */
 
 static void tiers_latency(struct node_tiers *t, uint64_t ms)
 {
@@ -562,8 +558,7 @@ static void tiers_deadline_cb(uv_timer_t *h)
     tiers_flight_fallback(f);
 }
 
-/* ---- the Redis stage ------------------------------------------------------
- */
+/* ---- the Redis stage -------------------------------------------------- */
 
 static void tiers_redis_cb(void *data,
                            int status,
@@ -573,12 +568,13 @@ static void tiers_redis_cb(void *data,
     struct node_tiers *t = f->t;
     if (f->stage == TIERS_ST_REDIS) {
         uv_timer_stop(&f->redis_timer);
+        struct node_grant g;
+        /* A value that does not validate is skipped, not served. */
         if (status == 0 && tiers_fresh(e) &&
-            tiers_pw_match(e, f->password) == TIERS_PW_OK) {
-            struct node_grant g;
+            tiers_pw_match(e, f->password) == TIERS_PW_OK &&
+            tiers_entry_grant(t, e, "redis", &g)) {
             t->stats.hits_redis++;
             tiers_mem_put(t, f->ikey, e);
-            tiers_entry_grant(t, e, "redis", &g);
             tiers_flight_finish(f, &g);
         } else {
             tiers_flight_upstream(f);
@@ -597,8 +593,7 @@ static void tiers_redis_timer_cb(uv_timer_t *h)
     }
 }
 
-/* ---- the fallback stage ---------------------------------------------------
- */
+/* ---- the fallback stage ----------------------------------------------- */
 
 static void tiers_fallback_deny(struct tiers_flight *f)
 {
@@ -653,7 +648,9 @@ static void tiers_file_get_cb(void *data,
     }
     if (f->stage == TIERS_ST_FILE) {
         if (status == 0 && res == NODE_CACHE_FOUND) {
-            tiers_mem_put(t, f->ikey, e);
+            if (tiers_pw_match(e, f->password) == TIERS_PW_OK) {
+                tiers_mem_put(t, f->ikey, e); /* later fallbacks are quicker */
+            }
             if (!tiers_fallback_entry(f, e, "file", &t->stats.fallback_file)) {
                 tiers_fallback_deny(f);
             }
@@ -689,8 +686,7 @@ static void tiers_flight_fallback(struct tiers_flight *f)
     }
 }
 
-/* ---- lookup ---------------------------------------------------------------
- */
+/* ---- lookup ----------------------------------------------------------- */
 
 /* Appends s with '\\' and '|' escaped, so that no CN can pose as a CN
  * plus a username ("a|user:b" vs "a" + "b"). */
@@ -948,8 +944,7 @@ void node_tiers_rules(struct node_tiers *t, struct node_rules *ret)
     ret->impl = t;
 }
 
-/* ---- life -----------------------------------------------------------------
- */
+/* ---- life ------------------------------------------------------------- */
 
 static int tiers_accept(const char *body, size_t len, char *err, size_t errlen)
 {
