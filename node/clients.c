@@ -576,8 +576,19 @@ size_t node_clients_sessions(const struct node_clients *c,
     return c->nsessions;
 }
 
+/* openvpn needs a few seconds to drop a killed client: automatic kills
+ * (reconciliation, drain, fencing) are not repeated within this time. */
+#define NODE_CLIENTS_KILL_REPEAT_MS 10000
+
+static bool node_clients_killed_lately(const struct node_session *s,
+                                       uint64_t now)
+{
+    return s->kill_sent != 0 &&
+           now - s->kill_sent < NODE_CLIENTS_KILL_REPEAT_MS;
+}
+
 static bool node_clients_kill_one(struct node_clients *c,
-                                  const struct node_session *s,
+                                  struct node_session *s,
                                   const char *msg)
 {
     struct ovha_buf b;
@@ -589,6 +600,7 @@ static bool node_clients_kill_one(struct node_clients *c,
     ovha_buf_free(&b);
     if (rv == 0) {
         c->stats.kills++;
+        s->kill_sent = ovha_now_mono_ms();
     }
     return rv == 0;
 }
@@ -620,12 +632,9 @@ bool node_clients_kill_session(struct node_clients *c,
         if (s->session_id != session_id) {
             continue;
         }
-        /* openvpn needs a few seconds to drop a killed client; asking
-         * again every reconcile round only adds noise. */
-        if (s->kill_sent != 0 && now - s->kill_sent < 10000) {
+        if (node_clients_killed_lately(s, now)) {
             return true;
         }
-        s->kill_sent = now;
         char q[600];
         LOG_INFO("clients",
                  "kill cn=\"%s\" cid=%llu: its session %llu ended "
@@ -639,9 +648,13 @@ bool node_clients_kill_session(struct node_clients *c,
 
 size_t node_clients_kill_all(struct node_clients *c, const char *msg)
 {
+    uint64_t now = ovha_now_mono_ms();
     size_t n = 0;
     for (size_t i = 0; i < c->nsessions; i++) {
-        n += node_clients_kill_one(c, &c->sessions[i], msg) ? 1 : 0;
+        struct node_session *s = &c->sessions[i];
+        if (!node_clients_killed_lately(s, now)) {
+            n += node_clients_kill_one(c, s, msg) ? 1 : 0;
+        }
     }
     return n;
 }

@@ -77,7 +77,8 @@ size_t node_clients_kill_cn(struct node_clients *c,
 bool node_clients_kill_session(struct node_clients *c,
                                uint64_t session_id,
                                const char *msg);
-/* Sends client-kill for every session (drain, policy revocation). */
+/* Sends client-kill for every session (drain, fencing) not killed in the
+ * last 10 s; returns how many it sent. */
 size_t node_clients_kill_all(struct node_clients *c, const char *msg);
 size_t node_clients_pending(const struct node_clients *c);
 void node_clients_get_stats(const struct node_clients *c,

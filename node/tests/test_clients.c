@@ -322,9 +322,14 @@ static void test_clients_allow_pushes_exact_fields(void **state)
     assert_int_equal(s[0].bytes_in, 1234);
     assert_int_equal(s[0].bytes_out, 5678);
     assert_int_equal(s[0].since, 1795556867);
+    /* Automatic kills (drain, fencing) are not repeated while openvpn is
+     * still dropping the client; the operator's kill always goes out. */
+    assert_int_equal(node_clients_kill_all(e->clients, "RESTART,[N]"), 1);
+    assert_true(test_step_until(e, test_log_has, "client-kill 7 RESTART,[N]"));
+    assert_int_equal(node_clients_kill_all(e->clients, "RESTART,[N]"), 0);
     /* kill, then DISCONNECT empties the table */
     assert_int_equal(node_clients_kill_cn(e->clients, "alice", NULL), 1);
-    assert_true(test_step_until(e, test_log_has, "client-kill 7"));
+    assert_true(test_step_until(e, test_log_has, "client-kill 7\n"));
     fake_write(&e->fake, ">CLIENT:DISCONNECT,7\r\n>CLIENT:ENV,END\r\n");
     for (int i = 0; i < 50 && node_clients_sessions(e->clients, &s) > 0; i++) {
         uv_run(&e->loop, UV_RUN_ONCE);
