@@ -10,9 +10,11 @@
  * - the HTTP server closing while a change waits for raft, then the
  *   runtime closing (the change callback must not touch the dead req).
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,6 +172,44 @@ static json_int_t node_tac_int(json_t *o, const char *key)
 
 /* ---- setup --------------------------------------------------------------- */
 
+/* 1 when 127.0.0.1:port can be bound now. */
+static int node_tac_bindable(int port)
+{
+    struct sockaddr_in a = { .sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    return ok;
+}
+
+/* A port P such that P .. P+3 are free (raft on P, forwarding on P+1,
+ * a second node on P+2/P+3). A fixed range could collide with ephemeral
+ * ports of other connections. The kernel picks P; tries are bounded. */
+static int node_tac_free_ports(void)
+{
+    for (int i = 0; i < 100; i++) {
+        struct sockaddr_in a = { .sin_family = AF_INET,
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+        close(fd);
+        int p = ntohs(a.sin_port);
+        if (p < 65530 && node_tac_bindable(p) && node_tac_bindable(p + 1) &&
+            node_tac_bindable(p + 2) && node_tac_bindable(p + 3)) {
+            return p;
+        }
+    }
+    fail_msg("no four free consecutive loopback ports");
+    return 0;
+}
+
 static void node_tac_env_init(struct node_tac_env *e)
 {
     memset(e, 0, sizeof(*e));
@@ -184,7 +225,7 @@ static void node_tac_env_init(struct node_tac_env *e)
     assert_int_equal(node_http_new(&e->loop, &e->n.http), 0);
     assert_int_equal(node_api_cluster_register(&e->n), 0);
     assert_int_equal(node_http_listen_unix(e->n.http, e->sock, 0600), 0);
-    e->port = 26000 + (int)(getpid() % 3000) * 4;
+    e->port = node_tac_free_ports();
 }
 
 /* Starts a one-voter runtime over plain TCP on loopback. */
