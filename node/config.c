@@ -313,7 +313,7 @@ static const struct node_cfg_key node_cfg_keys[] = {
       R(cluster.snapshot_threshold),
       .min = 64,
       .max = 10000000,
-      .defnum = 8192 },
+      .defnum = 65536 },
     { .path = "cluster.snapshot_trailing",
       .type = NODE_CFG_T_UINT,
       R(cluster.snapshot_trailing),

@@ -97,7 +97,7 @@ struct node_cfg_cluster {
     char ca[256], cert[256], key[256]; /* node mTLS material (PEM) */
     unsigned election_timeout_ms;      /* 1000 */
     unsigned heartbeat_timeout_ms;     /* 100 */
-    unsigned snapshot_threshold;       /* 8192 */
+    unsigned snapshot_threshold;       /* 65536 */
     unsigned snapshot_trailing;        /* 8192 */
     uint64_t gateway_heartbeat_ms;     /* GatewayHeartbeat period; 1000 */
     uint64_t usage_interval_ms;        /* UsageCharge batching; 5000 */

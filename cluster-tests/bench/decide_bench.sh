@@ -36,7 +36,8 @@
 # BENCH_TMPFS=1 puts each gateway's raft data_dir and state_dir in
 # /dev/shm (removed at exit) instead of the work dir under /tmp, to tell
 # the disk's fsync latency from the rest (a diagnosis, not a deployment);
-# BENCH_SNAPSHOT_THRESHOLD sets cluster.snapshot_threshold (default 8192).
+# BENCH_SNAPSHOT_THRESHOLD sets cluster.snapshot_threshold (default 65536,
+# ovhad's default).
 #
 # Needs root (namespaces), python3, openssl, jq; with the upstream also
 # redis-server, redis-cli and curl (deploy/deps.sh installs them all).
@@ -134,7 +135,7 @@ done
 
 ovt_init
 TMPFS=${BENCH_TMPFS:-0}
-SNAP_THRESHOLD=${BENCH_SNAPSHOT_THRESHOLD:-8192}
+SNAP_THRESHOLD=${BENCH_SNAPSHOT_THRESHOLD:-65536}
 DATA_ROOT=$OVT_DIR
 if [ "$TMPFS" = 1 ]; then
     if ! DATA_ROOT=$(mktemp -d "/dev/shm/${OVT_P}-bench.XXXXXX"); then

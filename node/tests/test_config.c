@@ -446,7 +446,7 @@ static void node_test_cluster_defaults(void **state)
     assert_false(cl->bootstrap);
     assert_int_equal(cl->election_timeout_ms, 300);
     assert_int_equal(cl->heartbeat_timeout_ms, 30);
-    assert_int_equal(cl->snapshot_threshold, 8192);
+    assert_int_equal(cl->snapshot_threshold, 65536);
     assert_int_equal(cl->snapshot_trailing, 8192);
     assert_int_equal(cl->gateway_heartbeat_ms, 1000);
     assert_int_equal(cl->usage_interval_ms, 5000);
