@@ -7,8 +7,37 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "enforce/tests/netns.h"
 #include "enforce/tests/tests.h"
+
+struct enf_route_entry enf_t_via(const char *dst,
+                                 unsigned prefix,
+                                 const char *via,
+                                 uint32_t metric)
+{
+    struct enf_route_entry e;
+    memset(&e, 0, sizeof(e));
+    ovha_strlcpy(e.dst, dst, sizeof(e.dst));
+    e.prefix = prefix;
+    ovha_strlcpy(e.via, via, sizeof(e.via));
+    e.metric = metric;
+    return e;
+}
+
+struct enf_route_entry enf_t_dev(const char *dst,
+                                 unsigned prefix,
+                                 const char *dev,
+                                 uint32_t metric)
+{
+    struct enf_route_entry e;
+    memset(&e, 0, sizeof(e));
+    ovha_strlcpy(e.dst, dst, sizeof(e.dst));
+    e.prefix = prefix;
+    ovha_strlcpy(e.dev, dev, sizeof(e.dev));
+    e.metric = metric;
+    return e;
+}
 
 int main(int argc, char **argv)
 {

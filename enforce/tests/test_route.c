@@ -14,34 +14,6 @@
 #define PROTO_STATIC 4
 #define TABLE_MAIN   ENF_ROUTE_TABLE_DEFAULT
 
-static struct enf_route_entry enf_t_via(const char *dst,
-                                        unsigned prefix,
-                                        const char *via,
-                                        uint32_t metric)
-{
-    struct enf_route_entry e;
-    memset(&e, 0, sizeof(e));
-    ovha_strlcpy(e.dst, dst, sizeof(e.dst));
-    e.prefix = prefix;
-    ovha_strlcpy(e.via, via, sizeof(e.via));
-    e.metric = metric;
-    return e;
-}
-
-static struct enf_route_entry enf_t_dev(const char *dst,
-                                        unsigned prefix,
-                                        const char *dev,
-                                        uint32_t metric)
-{
-    struct enf_route_entry e;
-    memset(&e, 0, sizeof(e));
-    ovha_strlcpy(e.dst, dst, sizeof(e.dst));
-    e.prefix = prefix;
-    ovha_strlcpy(e.dev, dev, sizeof(e.dev));
-    e.metric = metric;
-    return e;
-}
-
 static int enf_t_setup(void **state)
 {
     struct enf_route_config cfg = { .backend = "fake" };

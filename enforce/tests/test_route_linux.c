@@ -15,34 +15,6 @@
 
 #define ENF_T_PROTO "233"
 
-static struct enf_route_entry enf_tl_via(const char *dst,
-                                         unsigned prefix,
-                                         const char *via,
-                                         uint32_t metric)
-{
-    struct enf_route_entry e;
-    memset(&e, 0, sizeof(e));
-    ovha_strlcpy(e.dst, dst, sizeof(e.dst));
-    e.prefix = prefix;
-    ovha_strlcpy(e.via, via, sizeof(e.via));
-    e.metric = metric;
-    return e;
-}
-
-static struct enf_route_entry enf_tl_dev(const char *dst,
-                                         unsigned prefix,
-                                         const char *dev,
-                                         uint32_t metric)
-{
-    struct enf_route_entry e;
-    memset(&e, 0, sizeof(e));
-    ovha_strlcpy(e.dst, dst, sizeof(e.dst));
-    e.prefix = prefix;
-    ovha_strlcpy(e.dev, dev, sizeof(e.dev));
-    e.metric = metric;
-    return e;
-}
-
 static struct enf_route *enf_tl_open(uint8_t protocol)
 {
     struct enf_route_config cfg = { .backend = "linux", .protocol = protocol };
@@ -218,7 +190,7 @@ static void test_linux_replaces_hand_altered(void **state)
 static void test_linux_metric_change(void **state)
 {
     struct enf_route *r = *state;
-    struct enf_route_entry d = enf_tl_via("100.64.1.0", 24, "198.18.0.2", 5);
+    struct enf_route_entry d = enf_t_via("100.64.1.0", 24, "198.18.0.2", 5);
     enf_tl_apply_ok(r, &d, 1);
     d.metric = 9;
     enf_tl_apply_ok(r, &d, 1);
@@ -247,7 +219,7 @@ static void test_linux_foreign_untouched(void **state)
     struct enf_route_entry d[3] = {
         enf_tl_base[0],
         enf_tl_base[1],
-        enf_tl_via("100.64.4.0", 24, "198.18.0.2", 0),
+        enf_t_via("100.64.4.0", 24, "198.18.0.2", 0),
     };
     char err[256];
     assert_int_equal(enf_route_apply(r, d, 3, err, sizeof(err)), -EEXIST);
@@ -284,7 +256,7 @@ static void test_linux_other_protocol_instance(void **state)
     enf_tl_apply_ok(r, enf_tl_base, 3);
     /* A second reconciler with another protocol id sees none of ours. */
     struct enf_route *r2 = enf_tl_open(201);
-    struct enf_route_entry d = enf_tl_via("100.64.7.0", 24, "198.18.0.2", 0);
+    struct enf_route_entry d = enf_t_via("100.64.7.0", 24, "198.18.0.2", 0);
     enf_tl_apply_ok(r2, &d, 1);
     enf_tl_apply_ok(r2, NULL, 0);
     assert_int_equal(enf_tl_stats(r2).removed, 1);
@@ -309,8 +281,8 @@ static void test_linux_ipv6(void **state)
 {
     struct enf_route *r = *state;
     struct enf_route_entry d[2] = {
-        enf_tl_dev("fd00:64::", 64, "ovt0", 0),
-        enf_tl_via("fd00:65::", 48, "fd00:18::2", 0),
+        enf_t_dev("fd00:64::", 64, "ovt0", 0),
+        enf_t_via("fd00:65::", 48, "fd00:18::2", 0),
     };
     enf_tl_apply_ok(r, d, 2);
     enf_tl_expect("-6", "proto " ENF_T_PROTO,
@@ -336,7 +308,7 @@ static void test_linux_ipv6(void **state)
                                  "fd00:18::6 proto static"),
                      0);
     struct enf_route_entry d3[3] = {
-        d[0], d[1], enf_tl_via("fd00:67::", 64, "fd00:18::2", 0)
+        d[0], d[1], enf_t_via("fd00:67::", 64, "fd00:18::2", 0)
     };
     char err[256];
     assert_int_equal(enf_route_apply(r, d3, 3, err, sizeof(err)), -EEXIST);
@@ -354,9 +326,9 @@ static void test_linux_missing_dev(void **state)
     struct enf_route *r = *state;
     struct enf_route_entry d[4] = {
         enf_tl_base[0],
-        enf_tl_dev("100.64.5.0", 24, "ovtmiss0", 0),
+        enf_t_dev("100.64.5.0", 24, "ovtmiss0", 0),
         enf_tl_base[1],
-        enf_tl_dev("fd00:66::", 64, "ovtmiss0", 0),
+        enf_t_dev("fd00:66::", 64, "ovtmiss0", 0),
     };
     char err[256];
     assert_int_equal(enf_route_apply(r, d, 4, err, sizeof(err)), -ENODEV);
@@ -386,7 +358,7 @@ static void test_linux_missing_dev(void **state)
 static void test_linux_default_route(void **state)
 {
     struct enf_route *r = *state;
-    struct enf_route_entry d = enf_tl_via("0.0.0.0", 0, "198.18.0.2", 0);
+    struct enf_route_entry d = enf_t_via("0.0.0.0", 0, "198.18.0.2", 0);
     enf_tl_apply_ok(r, &d, 1);
     enf_tl_expect("-4", "proto " ENF_T_PROTO, "default via 198.18.0.2");
     enf_tl_apply_ok(r, &d, 1);
@@ -416,7 +388,7 @@ static void test_linux_odd_shapes(void **state)
                     " nexthop via 198.18.0.2 nexthop via "
                     "198.18.0.3"),
         0);
-    struct enf_route_entry d = enf_tl_via("100.64.8.0", 24, "198.18.0.2", 0);
+    struct enf_route_entry d = enf_t_via("100.64.8.0", 24, "198.18.0.2", 0);
     enf_tl_apply_ok(r, &d, 1);
     struct enf_route_stats st = enf_tl_stats(r);
     assert_int_equal(st.replaced, 1);

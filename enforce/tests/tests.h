@@ -9,6 +9,18 @@
 
 #include <cmocka.h>
 
+#include "enforce/route.h"
+
+/* A route entry via a next hop / out of a device (test_main.c). */
+struct enf_route_entry enf_t_via(const char *dst,
+                                 unsigned prefix,
+                                 const char *via,
+                                 uint32_t metric);
+struct enf_route_entry enf_t_dev(const char *dst,
+                                 unsigned prefix,
+                                 const char *dev,
+                                 uint32_t metric);
+
 extern const struct CMUnitTest enf_route_tests[];
 extern const size_t enf_route_ntests;
 extern const struct CMUnitTest enf_route_linux_tests[];
