@@ -2,6 +2,9 @@
 #ifndef OVHA_NODE_TESTS_H
 #define OVHA_NODE_TESTS_H
 
+#include <stddef.h>
+#include <sys/types.h>
+
 int node_test_config(void);
 int node_test_http(void);
 int node_test_policy(void);
@@ -16,5 +19,9 @@ int node_test_tiers(void);
 /* Writes text to a new file under a fresh temp dir; returns its path in
  * out (static storage per call site is the caller's). */
 void node_test_write_file(const char *path, const char *text);
+/* Starts argv (argv[0] looked up in PATH) with its stdout on a pipe, dying
+ * with the test binary, and reads its first line (up to 10 s) into line.
+ * Returns the child's pid (the caller stops it) or -1. */
+pid_t node_test_spawn_line(char *const argv[], char *line, size_t len);
 
 #endif

@@ -7,7 +7,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -214,53 +212,17 @@ static int tt_make_pki(void)
 
 static int tt_server_start(void)
 {
-    char cert[128], key[128], data[128], line[128] = { 0 };
-    int fds[2];
-    size_t got = 0;
-    struct pollfd p;
+    char cert[128], key[128], data[128], line[128];
 
     snprintf(cert, sizeof(cert), "%s/srv.crt", tt_dir);
     snprintf(key, sizeof(key), "%s/srv.key", tt_dir);
     snprintf(data, sizeof(data), "%s/answers.json", tt_dir);
-    if (pipe(fds) < 0) {
-        return -1;
-    }
-    tt_pid = fork();
-    if (tt_pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return -1;
-    }
-    if (tt_pid == 0) {
-        /* Dies with the test binary, even when it crashes. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execlp("python3", "python3", TT_SERVER, "--cert", cert, "--key", key,
-               "--listen", "127.0.0.1:0", "--data", data, "--quiet",
-               (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    p.fd = fds[0];
-    p.events = POLLIN;
-    /* Bounded: the server prints its address within seconds or we give
-     * up. */
-    while (got < sizeof(line) - 1 && strchr(line, '\n') == NULL) {
-        ssize_t n;
-
-        if (poll(&p, 1, 10000) <= 0) {
-            break;
-        }
-        n = read(fds[0], line + got, sizeof(line) - 1 - got);
-        if (n <= 0) {
-            break;
-        }
-        got += (size_t)n;
-    }
-    close(fds[0]);
-    if (sscanf(line, "listening 127.0.0.1:%d", &tt_port) != 1 || tt_port <= 0) {
+    char *const argv[] = { "python3", TT_SERVER, "--cert",   cert,
+                           "--key",   key,       "--listen", "127.0.0.1:0",
+                           "--data",  data,      "--quiet",  NULL };
+    tt_pid = node_test_spawn_line(argv, line, sizeof(line));
+    if (tt_pid < 0 || sscanf(line, "listening 127.0.0.1:%d", &tt_port) != 1 ||
+        tt_port <= 0) {
         return -1;
     }
     return 0;

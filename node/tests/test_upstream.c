@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -256,46 +255,14 @@ static int ut_make_pki(void)
 
 static int ut_start_server(void)
 {
-    char cert[128], key[128], line[64] = { 0 };
-    int fds[2];
-    size_t got = 0;
-    struct pollfd p;
+    char cert[128], key[128], line[64];
 
     snprintf(cert, sizeof(cert), "%s/srv.crt", ut_dir);
     snprintf(key, sizeof(key), "%s/srv.key", ut_dir);
-    if (pipe(fds) < 0) {
-        return -1;
-    }
-    ut_pid = fork();
-    if (ut_pid < 0) {
-        return -1;
-    }
-    if (ut_pid == 0) {
-        dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execlp("python3", "python3", UT_SERVER, "--cert", cert, "--key", key,
-               "--client-ca", ut_ca, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    p.fd = fds[0];
-    p.events = POLLIN;
-    /* Bounded: the server prints its port within seconds or we give up. */
-    while (got < sizeof(line) - 1 && strchr(line, '\n') == NULL) {
-        ssize_t n;
-
-        if (poll(&p, 1, 10000) <= 0) {
-            break;
-        }
-        n = read(fds[0], line + got, sizeof(line) - 1 - got);
-        if (n <= 0) {
-            break;
-        }
-        got += (size_t)n;
-    }
-    close(fds[0]);
-    if (sscanf(line, "PORT %d", &ut_port) != 1 || ut_port <= 0) {
+    char *const argv[] = { "python3", UT_SERVER,     "--cert", cert, "--key",
+                           key,       "--client-ca", ut_ca,    NULL };
+    ut_pid = node_test_spawn_line(argv, line, sizeof(line));
+    if (ut_pid < 0 || sscanf(line, "PORT %d", &ut_port) != 1 || ut_port <= 0) {
         return -1;
     }
     return 0;
