@@ -27,6 +27,14 @@
 /* Integer enums in the tables: gateways.state = proto_gw_state,
  * leases.kind 0 dynamic / 1 reserved, sessions.state = fsm_session_state.
  * leases.expires is NULL while a live session holds the lease. */
+/* Version 2 added the MAC map; fsm_restore upgrades a version 1 snapshot
+ * by creating it (every node does the same, so states stay equal). */
+#define FSM_SCHEMA_MACS                                         \
+    "CREATE TABLE macs(mac TEXT PRIMARY KEY, cn TEXT NOT NULL," \
+    " session INTEGER NOT NULL, gateway TEXT NOT NULL,"         \
+    " updated INTEGER NOT NULL);"                               \
+    "CREATE INDEX macs_session ON macs(session, mac);"
+
 static const char fsm_schema[] =
     "CREATE TABLE meta(id INTEGER PRIMARY KEY CHECK(id = 1),"
     " clock INTEGER NOT NULL, next_session INTEGER NOT NULL,"
@@ -69,9 +77,9 @@ static const char fsm_schema[] =
     " lo BLOB NOT NULL, hi BLOB NOT NULL, owner_cn TEXT NOT NULL);"
     "CREATE INDEX subnets_owner ON subnets(owner_cn, cidr);"
     "CREATE TABLE requests(req_id INTEGER PRIMARY KEY,"
-    " seq INTEGER NOT NULL UNIQUE, result BLOB NOT NULL);"
+    " seq INTEGER NOT NULL UNIQUE, result BLOB NOT NULL);" FSM_SCHEMA_MACS
     "INSERT INTO meta VALUES(1, 0, 1, 0, 0, zeroblob(32));"
-    "PRAGMA user_version = 1;";
+    "PRAGMA user_version = 2;";
 
 /* Tables and their total order, for the state hash. */
 static const char *const fsm_hash_sql[] = {
@@ -86,6 +94,7 @@ static const char *const fsm_hash_sql[] = {
     "SELECT * FROM policy ORDER BY name",
     "SELECT * FROM subnets ORDER BY cidr",
     "SELECT * FROM requests ORDER BY req_id",
+    "SELECT * FROM macs ORDER BY mac",
 };
 
 static const char *const fsm_sql[FSM_ST_MAX] = {
@@ -233,6 +242,16 @@ static const char *const fsm_sql[FSM_ST_MAX] = {
         "INSERT INTO subnets(cidr, family, lo, hi,"
         " owner_cn) VALUES(?1, ?2, ?3, ?4, ?5)",
     [FSM_ST_SUBNET_DELETE] = "DELETE FROM subnets WHERE cidr = ?1",
+    [FSM_ST_MAC_GET] = "SELECT cn, session FROM macs WHERE mac = ?1",
+    [FSM_ST_MAC_PUT] =
+        "INSERT INTO macs VALUES(?1, ?2, ?3, ?4, ?5)"
+        " ON CONFLICT(mac) DO UPDATE SET cn = ?2, session = ?3,"
+        " gateway = ?4, updated = ?5",
+    [FSM_ST_MAC_COUNT] = "SELECT count(*) FROM macs WHERE session = ?1",
+    [FSM_ST_MAC_INHERIT] =
+        "UPDATE macs SET session = ?2, gateway = ?3,"
+        " updated = ?4 WHERE session = ?1",
+    [FSM_ST_MAC_DELETE_SESSION] = "DELETE FROM macs WHERE session = ?1",
 };
 
 /* ---- sqlite helpers ------------------------------------------------------ */
@@ -787,6 +806,28 @@ void fsm_snapshot_free(uint8_t *buf)
     sqlite3_free(buf);
 }
 
+/* Accepts a snapshot of this schema version, or of version 1 after adding
+ * the MAC map. Returns 0 or -EINVAL (another version, not an FSM). */
+static int fsm_restore_upgrade(sqlite3 *db)
+{
+    sqlite3_stmt *s = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+        version = sqlite3_column_int(s, 0);
+    }
+    sqlite3_finalize(s);
+    if (version == 1) {
+        if (sqlite3_exec(db, FSM_SCHEMA_MACS "PRAGMA user_version = 2;", NULL,
+                         NULL, NULL) != SQLITE_OK) {
+            return -EINVAL;
+        }
+        version = 2;
+    }
+    return version == FSM_SCHEMA_VERSION ? 0 : -EINVAL;
+}
+
 /* Opens a second connection over a copy of buf and checks that it is an
  * ovha FSM database of our schema version before anything is swapped. */
 static int fsm_restore_open(const uint8_t *buf, size_t len, sqlite3 **ret)
@@ -809,15 +850,7 @@ static int fsm_restore_open(const uint8_t *buf, size_t len, sqlite3 **ret)
         sqlite3_close(db);
         return rc == SQLITE_NOMEM ? -ENOMEM : -EINVAL;
     }
-    sqlite3_stmt *s = NULL;
-    rv = -EINVAL;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(s) == SQLITE_ROW &&
-        sqlite3_column_int(s, 0) == FSM_SCHEMA_VERSION) {
-        rv = 0;
-    }
-    sqlite3_finalize(s);
+    rv = fsm_restore_upgrade(db);
     if (rv == 0) {
         rv = fsm_pragmas(db) != 0 ? -EINVAL : 0;
     }

@@ -153,6 +153,19 @@ struct fsm_subnet_info {
     char owner_cn[PROTO_CN_MAX];
 };
 
+/* MACs one session may register (a bridged client flooding made-up
+ * source addresses must not grow the replicated state without bound). */
+#define FSM_MACS_PER_SESSION 16
+
+/* One entry of the MAC map (bridged deployments). */
+struct fsm_mac_info {
+    char mac[PROTO_MAC_MAX];
+    char cn[PROTO_CN_MAX];
+    uint64_t session_id;
+    char gateway[PROTO_ID_MAX];
+};
+
+typedef int (*fsm_mac_cb)(const struct fsm_mac_info *m, void *data);
 typedef int (*fsm_lease_cb)(const struct fsm_lease_info *l, void *data);
 typedef int (*fsm_session_cb)(const struct fsm_session_info *s, void *data);
 typedef int (*fsm_gateway_cb)(const struct fsm_gateway_info *g, void *data);
@@ -195,6 +208,8 @@ int fsm_query_subnets(struct fsm *f,
                       const char *cn,
                       fsm_subnet_cb cb,
                       void *data);
+/* The MAC map, by MAC. */
+int fsm_query_macs(struct fsm *f, fsm_mac_cb cb, void *data);
 /* *ret_body is ovha_malloc'ed (caller frees); -ENOENT if absent. */
 int fsm_query_policy(struct fsm *f, const char *name, char **ret_body);
 /* The FSM's clock: the largest command timestamp applied so far. */

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sqlite3.h>
@@ -252,10 +253,34 @@ static int fsm_lease_release_session(struct fsm *f, uint64_t sid)
     return fsm_exec_st(s);
 }
 
+/* A session ends: its MACs go with it (a takeover or eviction moved the
+ * ones the new session keeps before this). */
 static int fsm_session_delete(struct fsm *f, uint64_t sid)
 {
-    sqlite3_stmt *s = fsm_st(f, FSM_ST_SESS_DELETE);
+    sqlite3_stmt *s = fsm_st(f, FSM_ST_MAC_DELETE_SESSION);
     fsm_bind_u64(s, 1, sid);
+    int rv = fsm_exec_st(s);
+    if (rv != 0) {
+        return rv;
+    }
+    s = fsm_st(f, FSM_ST_SESS_DELETE);
+    fsm_bind_u64(s, 1, sid);
+    return fsm_exec_st(s);
+}
+
+/* The new session of a reconnecting client keeps the MACs of the session
+ * it replaces, now on the new gateway: the bridges point them there before
+ * openvpn has learned them again. */
+static int fsm_macs_inherit(struct fsm *f,
+                            uint64_t donor,
+                            uint64_t sid,
+                            const char *gateway)
+{
+    sqlite3_stmt *s = fsm_st(f, FSM_ST_MAC_INHERIT);
+    fsm_bind_u64(s, 1, donor);
+    fsm_bind_u64(s, 2, sid);
+    fsm_bind_text(s, 3, gateway);
+    fsm_bind_u64(s, 4, f->meta.clock);
     return fsm_exec_st(s);
 }
 
@@ -871,7 +896,10 @@ static int fsm_cmd_session_open(struct fsm *f,
     /* The IP comes from an orphaned session (takeover), else from the
      * oldest evicted one: a reconnecting client keeps its address. */
     uint64_t donor = cs.orphan != 0 ? cs.orphan : (nevict > 0 ? cs.live[0] : 0);
-    rv = fsm_open_evict(f, &cs, nevict, donor, sid, o->cn, r);
+    rv = donor != 0 ? fsm_macs_inherit(f, donor, sid, c->gateway) : 0;
+    if (rv == 0) {
+        rv = fsm_open_evict(f, &cs, nevict, donor, sid, o->cn, r);
+    }
     if (rv == 0 && donor != 0) {
         rv = fsm_inherit_leases(f, donor, sid, o->cn, o, r);
     }
@@ -1276,6 +1304,122 @@ static int fsm_cmd_subnet_release(struct fsm *f,
     return fsm_audit(f, "subnet_release", cidr, "", r);
 }
 
+/* ---- MAC map
+ * -------------------------------------------------------------- */
+
+static bool fsm_mac_hex(char ch)
+{
+    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+}
+
+/* Only the canonical form is stored, so one MAC is one row: lowercase
+ * hex pairs separated by colons, unicast (group bit clear), not zero. The
+ * node canonicalises what openvpn reports. */
+static bool fsm_mac_valid(const char *m)
+{
+    if (strlen(m) != PROTO_MAC_MAX - 1) {
+        return false;
+    }
+    for (size_t i = 0; i < PROTO_MAC_MAX - 1; i++) {
+        bool sep = i % 3 == 2;
+        if (sep ? m[i] != ':' : !fsm_mac_hex(m[i])) {
+            return false;
+        }
+    }
+    unsigned first = (unsigned)strtoul(m, NULL, 16);
+    return (first & 1u) == 0 && strcmp(m, "00:00:00:00:00:00") != 0;
+}
+
+/* Who holds a MAC now: 1 (cn and session filled), 0 none, or < 0. */
+static int fsm_mac_owner(struct fsm *f,
+                         const char *mac,
+                         char *cn,
+                         uint64_t *session)
+{
+    sqlite3_stmt *s = fsm_st(f, FSM_ST_MAC_GET);
+    fsm_bind_text(s, 1, mac);
+    int rv = fsm_step(s);
+    if (rv == 1) {
+        fsm_col_text(s, 0, cn, PROTO_CN_MAX);
+        *session = fsm_col_u64(s, 1);
+        sqlite3_reset(s);
+    }
+    return rv;
+}
+
+static int fsm_mac_count(struct fsm *f, uint64_t sid, uint64_t *ret)
+{
+    sqlite3_stmt *s = fsm_st(f, FSM_ST_MAC_COUNT);
+    fsm_bind_u64(s, 1, sid);
+    int rv = fsm_step(s);
+    if (rv == 1) {
+        *ret = fsm_col_u64(s, 0);
+        sqlite3_reset(s);
+        return 0;
+    }
+    return rv < 0 ? rv : -EIO;
+}
+
+/* Registers a MAC for a live session on the proposing gateway. Another
+ * CN's MAC (live or orphaned session) is refused: that is a collision or
+ * spoofing, and the owner keeps it. The same MAC again for the same
+ * session changes nothing. */
+static int fsm_cmd_mac_register(struct fsm *f,
+                                const struct proto_cmd *c,
+                                struct proto_result *r)
+{
+    const struct proto_mac_register *b = &c->u.mac_register;
+    if (!fsm_mac_valid(b->mac)) {
+        return fsm_refuse(r, PROTO_R_INVALID, "not a unicast MAC address");
+    }
+    struct fsm_sess_row row;
+    int rv = fsm_sess_for(f, c, b->session_id, &row, r);
+    if (rv <= 0) {
+        return rv;
+    }
+    if (row.state == FSM_SESSION_ORPHANED) {
+        return fsm_refuse(r, PROTO_R_SESSION_ORPHANED,
+                          "session %" PRIu64 " was orphaned", b->session_id);
+    }
+    r->session_id = b->session_id;
+    char owner[PROTO_CN_MAX] = "";
+    uint64_t owner_sid = 0;
+    rv = fsm_mac_owner(f, b->mac, owner, &owner_sid);
+    if (rv < 0) {
+        return rv;
+    }
+    if (rv == 1 && owner_sid == b->session_id) {
+        return 0;
+    }
+    if (rv == 1 && strcmp(owner, row.cn) != 0) {
+        return fsm_refuse(r, PROTO_R_IN_USE, "%s belongs to another client",
+                          b->mac);
+    }
+    uint64_t n = 0;
+    rv = fsm_mac_count(f, b->session_id, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    if (n >= FSM_MACS_PER_SESSION) {
+        return fsm_refuse(r, PROTO_R_TOO_MANY, "session has %d MACs already",
+                          FSM_MACS_PER_SESSION);
+    }
+    sqlite3_stmt *s = fsm_st(f, FSM_ST_MAC_PUT);
+    fsm_bind_text(s, 1, b->mac);
+    fsm_bind_text(s, 2, row.cn);
+    fsm_bind_u64(s, 3, b->session_id);
+    fsm_bind_text(s, 4, row.gateway);
+    fsm_bind_u64(s, 5, f->meta.clock);
+    rv = fsm_exec_st(s);
+    if (rv != 0) {
+        return rv;
+    }
+    char detail[PROTO_ID_MAX + 64];
+    snprintf(detail, sizeof(detail), "mac=%s session=%" PRIu64 " gateway=%s",
+             b->mac, b->session_id, row.gateway);
+    return fsm_audit(f, "mac_register", row.cn, detail, r);
+}
+
 static int fsm_cmd_audit_append(struct fsm *f,
                                 const struct proto_cmd *c,
                                 struct proto_result *r)
@@ -1319,6 +1463,8 @@ int fsm_cmd_dispatch(struct fsm *f,
         return fsm_cmd_subnet_release(f, c, r);
     case PROTO_CMD_AUDIT_APPEND:
         return fsm_cmd_audit_append(f, c, r);
+    case PROTO_CMD_MAC_REGISTER:
+        return fsm_cmd_mac_register(f, c, r);
     default:
         return fsm_refuse(r, PROTO_R_NO_BODY, "command has no body");
     }

@@ -11,7 +11,7 @@
 
 #include "fsm/fsm.h"
 
-#define FSM_SCHEMA_VERSION 1
+#define FSM_SCHEMA_VERSION 2
 
 /* Prepared statements, cached per fsm (fsm.c holds their SQL). */
 enum fsm_st {
@@ -67,6 +67,11 @@ enum fsm_st {
     FSM_ST_SUBNET_OVERLAP,
     FSM_ST_SUBNET_INSERT,
     FSM_ST_SUBNET_DELETE,
+    FSM_ST_MAC_GET,
+    FSM_ST_MAC_PUT,
+    FSM_ST_MAC_COUNT,
+    FSM_ST_MAC_INHERIT,
+    FSM_ST_MAC_DELETE_SESSION,
     FSM_ST_MAX,
 };
 

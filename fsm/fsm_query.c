@@ -325,6 +325,30 @@ int fsm_query_subnets(struct fsm *f,
     return fsm_q_walk(s, fsm_q_subnet_cb, (void *)cb, data);
 }
 
+static int fsm_q_mac_cb(sqlite3_stmt *s, void *cb, void *data)
+{
+    struct fsm_mac_info m;
+    memset(&m, 0, sizeof(m));
+    fsm_col_text(s, 0, m.mac, sizeof(m.mac));
+    fsm_col_text(s, 1, m.cn, sizeof(m.cn));
+    m.session_id = fsm_col_u64(s, 2);
+    fsm_col_text(s, 3, m.gateway, sizeof(m.gateway));
+    return ((fsm_mac_cb)cb)(&m, data);
+}
+
+int fsm_query_macs(struct fsm *f, fsm_mac_cb cb, void *data)
+{
+    sqlite3_stmt *s = NULL;
+    int rv = fsm_q_prepare(f,
+                           "SELECT mac, cn, session, gateway FROM macs"
+                           " ORDER BY mac",
+                           &s);
+    if (rv != 0) {
+        return rv;
+    }
+    return fsm_q_walk(s, fsm_q_mac_cb, (void *)cb, data);
+}
+
 int fsm_query_policy(struct fsm *f, const char *name, char **ret_body)
 {
     sqlite3_stmt *s = NULL;

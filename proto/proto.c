@@ -290,6 +290,13 @@ static int proto_dec_body(const Ovha__Command *m, struct proto_cmd *o)
         rv |= PROTO_IN(o->u.audit_append.subject, m->audit_append->subject, 0);
         rv |= PROTO_IN(o->u.audit_append.detail, m->audit_append->detail, 0);
         return rv ? OVHA_EPROTO : 0;
+    case OVHA__COMMAND__BODY_MAC_REGISTER:
+        o->kind = PROTO_CMD_MAC_REGISTER;
+        o->u.mac_register.session_id = m->mac_register->session_id;
+        return PROTO_IN(o->u.mac_register.mac, m->mac_register->mac,
+                        PROTO_F_REQUIRED)
+                   ? OVHA_EPROTO
+                   : 0;
     case OVHA__COMMAND__BODY__NOT_SET:
         o->kind = PROTO_CMD_NONE;
         return 0;
@@ -361,6 +368,7 @@ struct proto_enc_body {
     Ovha__SubnetRegister sr;
     Ovha__SubnetRelease sl;
     Ovha__AuditAppend aa;
+    Ovha__MacRegister mr;
 };
 
 static void proto_enc_session_open(const struct proto_session_open *s,
@@ -507,6 +515,13 @@ static void proto_enc_simple(const struct proto_cmd *c,
         b->aa.detail = PROTO_OUT(c->u.audit_append.detail, err);
         m->body_case = OVHA__COMMAND__BODY_AUDIT_APPEND;
         m->audit_append = &b->aa;
+        break;
+    case PROTO_CMD_MAC_REGISTER:
+        ovha__mac_register__init(&b->mr);
+        b->mr.mac = PROTO_OUT(c->u.mac_register.mac, err);
+        b->mr.session_id = c->u.mac_register.session_id;
+        m->body_case = OVHA__COMMAND__BODY_MAC_REGISTER;
+        m->mac_register = &b->mr;
         break;
     case PROTO_CMD_NONE:
         m->body_case = OVHA__COMMAND__BODY__NOT_SET;
@@ -822,6 +837,7 @@ const char *proto_cmd_kind_name(enum proto_cmd_kind kind)
         [PROTO_CMD_SUBNET_REGISTER] = "subnet_register",
         [PROTO_CMD_SUBNET_RELEASE] = "subnet_release",
         [PROTO_CMD_AUDIT_APPEND] = "audit_append",
+        [PROTO_CMD_MAC_REGISTER] = "mac_register",
     };
     if ((unsigned)kind >= PROTO_CMD_KIND_MAX) {
         return "unknown";
@@ -852,6 +868,7 @@ const char *proto_reason_name(enum proto_reason reason)
         [PROTO_R_OVERLAP] = "overlap",
         [PROTO_R_NO_BODY] = "no_body",
         [PROTO_R_LAST_ACTIVE] = "last_active",
+        [PROTO_R_TOO_MANY] = "too_many",
     };
     if ((unsigned)reason >= PROTO_R_MAX) {
         return "unknown";

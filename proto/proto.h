@@ -33,6 +33,7 @@
 #define PROTO_ID_MAX     64    /* gateway ids, pool and policy names, actor */
 #define PROTO_CN_MAX     256   /* certificate common name */
 #define PROTO_ADDR_MAX   64    /* IP, CIDR or address:port text */
+#define PROTO_MAC_MAX    18    /* "aa:bb:cc:dd:ee:ff" + NUL */
 #define PROTO_PERIOD_MAX 16    /* usage period id, e.g. "2026-11" */
 #define PROTO_TEXT_MAX   256   /* reasons, audit subject and detail */
 #define PROTO_POLICY_MAX 65536 /* policy body bytes */
@@ -67,6 +68,7 @@ enum proto_cmd_kind {
     PROTO_CMD_SUBNET_REGISTER,
     PROTO_CMD_SUBNET_RELEASE,
     PROTO_CMD_AUDIT_APPEND,
+    PROTO_CMD_MAC_REGISTER,
     PROTO_CMD_KIND_MAX,
 };
 
@@ -140,6 +142,11 @@ struct proto_subnet {
     char owner_cn[PROTO_CN_MAX]; /* register only */
 };
 
+struct proto_mac_register {
+    char mac[PROTO_MAC_MAX];
+    uint64_t session_id;
+};
+
 struct proto_audit_append {
     char action[PROTO_ID_MAX];
     char subject[PROTO_TEXT_MAX];
@@ -169,6 +176,7 @@ struct proto_cmd {
         struct proto_subnet subnet_register;
         struct proto_subnet subnet_release;
         struct proto_audit_append audit_append;
+        struct proto_mac_register mac_register;
     } u;
 };
 
@@ -201,6 +209,7 @@ enum proto_reason {
     PROTO_R_OVERLAP = 17,
     PROTO_R_NO_BODY = 18,     /* envelope without a body */
     PROTO_R_LAST_ACTIVE = 19, /* draining it would leave no active one */
+    PROTO_R_TOO_MANY = 20,    /* a per-session cap (MACs) is reached */
     PROTO_R_MAX,
 };
 

@@ -1,5 +1,6 @@
 /* fsm unit tests: every command, its effects and each of its refusals. */
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "base/base.h"
 #include "fsm/fsm.h"
@@ -769,6 +771,149 @@ static void test_fsm_policy(void **state)
     fsm_free(f);
 }
 
+static int fsmtc_mac(struct fsm *f,
+                     const char *gw,
+                     uint64_t sid,
+                     const char *mac,
+                     struct proto_result *r)
+{
+    struct proto_cmd c;
+    fsmt_env(&c, PROTO_CMD_MAC_REGISTER, gw, T0 + 5, 0);
+    c.u.mac_register.session_id = sid;
+    ovha_strlcpy(c.u.mac_register.mac, mac, sizeof(c.u.mac_register.mac));
+    return fsmt_apply(f, &c, r);
+}
+
+/* The MAC map as "mac=cn/session@gw;..." for compact assertions. */
+static int fsmtc_mac_row(const struct fsm_mac_info *m, void *data)
+{
+    char *out = data;
+    size_t len = strlen(out);
+    snprintf(out + len, 512 - len, "%s=%s/%" PRIu64 "@%s;", m->mac, m->cn,
+             m->session_id, m->gateway);
+    return 0;
+}
+
+static const char *fsmtc_macs(struct fsm *f, char *buf)
+{
+    buf[0] = '\0';
+    assert_int_equal(fsm_query_macs(f, fsmtc_mac_row, buf), 0);
+    return buf;
+}
+
+static void test_fsm_macs(void **state)
+{
+    (void)state;
+    struct fsm *f = fsmtc_setup();
+    struct proto_result r;
+    char got[512], want[512];
+    uint64_t sa = fsmtc_open(f, "gw-1", "a", T0, &r);
+    uint64_t sb = fsmtc_open(f, "gw-1", "b", T0, &r);
+
+    assert_int_equal(fsmtc_mac(f, "gw-1", sa, "02:00:00:00:00:0a", &r), 0);
+    fsmtc_ok(&r);
+    uint64_t seq = r.audit_seq;
+    assert_int_equal(fsmtc_mac(f, "gw-1", sa, "02:00:00:00:00:0a", &r), 0);
+    fsmtc_ok(&r);
+    assert_int_equal(r.audit_seq, 0); /* again: no change, no record */
+    assert_true(seq > 0);
+    /* b cannot take a's MAC; bad forms and group addresses are refused. */
+    assert_int_equal(fsmtc_mac(f, "gw-1", sb, "02:00:00:00:00:0a", &r), 0);
+    fsmtc_refused(&r, PROTO_R_IN_USE);
+    const char *bad[] = { "02:00:00:00:00:0A", "02-00-00-00-00-0b",
+                          "01:00:5e:00:00:01", "ff:ff:ff:ff:ff:ff",
+                          "00:00:00:00:00:00", "02:00:00:00:00:0",
+                          "02:00:00:00:00:0g", "" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(fsmtc_mac(f, "gw-1", sb, bad[i], &r), 0);
+        assert_int_equal(r.status, PROTO_STATUS_REFUSED);
+    }
+    /* Only the session's own gateway registers for it. */
+    assert_int_equal(fsmtc_mac(f, "gw-2", sb, "02:00:00:00:00:0b", &r), 0);
+    fsmtc_refused(&r, PROTO_R_WRONG_GATEWAY);
+    assert_int_equal(fsmtc_mac(f, "gw-1", 999, "02:00:00:00:00:0b", &r), 0);
+    fsmtc_refused(&r, PROTO_R_UNKNOWN_SESSION);
+    /* A cap per session. */
+    for (int i = 0; i < FSM_MACS_PER_SESSION; i++) {
+        char mac[18];
+        snprintf(mac, sizeof(mac), "06:00:00:00:01:%02x", i);
+        assert_int_equal(fsmtc_mac(f, "gw-1", sb, mac, &r), 0);
+        fsmtc_ok(&r);
+    }
+    assert_int_equal(fsmtc_mac(f, "gw-1", sb, "06:00:00:00:02:00", &r), 0);
+    fsmtc_refused(&r, PROTO_R_TOO_MANY);
+    /* b's session closes: its MACs go. */
+    assert_int_equal(fsmt_close(f, "gw-1", sb, T0 + 6, &r), 0);
+    fsmtc_ok(&r);
+    snprintf(want, sizeof(want), "02:00:00:00:00:0a=a/%" PRIu64 "@gw-1;", sa);
+    assert_string_equal(fsmtc_macs(f, got), want);
+
+    /* gw-1 goes down; a reconnects on gw-2 (takeover): its MAC follows the
+     * new session to gw-2 before openvpn there learns it. */
+    assert_int_equal(fsmt_set_state(f, "gw-1", PROTO_GW_DOWN, T0 + 10, &r), 0);
+    assert_int_equal(fsmtc_mac(f, "gw-1", sa, "02:00:00:00:00:0c", &r), 0);
+    assert_int_equal(r.status, PROTO_STATUS_REFUSED);
+    assert_int_equal(
+        fsmt_open(f, "gw-2", "a", "p4", "p6", 1, EVICT, T0 + 20, &r), 0);
+    fsmtc_ok(&r);
+    assert_true(r.takeover);
+    uint64_t sa2 = r.session_id;
+    snprintf(want, sizeof(want), "02:00:00:00:00:0a=a/%" PRIu64 "@gw-2;", sa2);
+    assert_string_equal(fsmtc_macs(f, got), want);
+    /* a reconnects again on gw-2 (evicting its live session): same. */
+    assert_int_equal(
+        fsmt_open(f, "gw-2", "a", "p4", "p6", 1, EVICT, T0 + 30, &r), 0);
+    fsmtc_ok(&r);
+    uint64_t sa3 = r.session_id;
+    snprintf(want, sizeof(want), "02:00:00:00:00:0a=a/%" PRIu64 "@gw-2;", sa3);
+    assert_string_equal(fsmtc_macs(f, got), want);
+    fsmtc_invariants(f);
+    fsm_free(f);
+}
+
+/* A snapshot written before the MAC map existed (schema version 1)
+ * restores: the table is added, and the MAC map works. */
+static void test_fsm_restore_v1(void **state)
+{
+    (void)state;
+    struct fsm *f = fsmtc_setup();
+    struct proto_result r;
+    uint64_t sa = fsmtc_open(f, "gw-1", "a", T0, &r);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fsm_snapshot(f, &buf, &len), 0);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    unsigned char *copy = sqlite3_malloc64(len);
+    assert_non_null(copy);
+    memcpy(copy, buf, len);
+    fsm_snapshot_free(buf);
+    assert_int_equal(
+        sqlite3_deserialize(
+            db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+            SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE),
+        SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "DROP TABLE macs; PRAGMA user_version = 1;", NULL,
+                     NULL, NULL),
+        SQLITE_OK);
+    sqlite3_int64 v1len = 0;
+    unsigned char *v1 = sqlite3_serialize(db, "main", &v1len, 0);
+    assert_non_null(v1);
+    sqlite3_close(db);
+
+    struct fsm *g = fsmtc_new();
+    assert_int_equal(fsm_restore(g, v1, (size_t)v1len), 0);
+    sqlite3_free(v1);
+    assert_int_equal(fsmtc_mac(g, "gw-1", sa, "02:00:00:00:00:0a", &r), 0);
+    fsmtc_ok(&r);
+    char got[512];
+    assert_non_null(strstr(fsmtc_macs(g, got), "02:00:00:00:00:0a=a/"));
+    fsm_free(g);
+    fsm_free(f);
+}
+
 static int fsmtc_count_subnet(const struct fsm_subnet_info *s, void *data)
 {
     (void)s;
@@ -1058,6 +1203,8 @@ int fsm_test_commands(void)
         cmocka_unit_test(test_fsm_open_allocates),
         cmocka_unit_test(test_fsm_sticky_and_expiry),
         cmocka_unit_test(test_fsm_takeover),
+        cmocka_unit_test(test_fsm_macs),
+        cmocka_unit_test(test_fsm_restore_v1),
         cmocka_unit_test(test_fsm_orphan_expiry),
         cmocka_unit_test(test_fsm_concurrent_policy),
         cmocka_unit_test(test_fsm_refusal_rolls_back),
