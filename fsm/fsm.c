@@ -27,8 +27,8 @@
 /* Integer enums in the tables: gateways.state = proto_gw_state,
  * leases.kind 0 dynamic / 1 reserved, sessions.state = fsm_session_state.
  * leases.expires is NULL while a live session holds the lease. */
-/* Version 2 added the MAC map; fsm_restore upgrades a version 1 snapshot
- * by creating it (every node does the same, so states stay equal). */
+/* Version 2 added the MAC map and sessions.groups; fsm_restore upgrades a
+ * version 1 snapshot (every node does the same, so states stay equal). */
 #define FSM_SCHEMA_MACS                                         \
     "CREATE TABLE macs(mac TEXT PRIMARY KEY, cn TEXT NOT NULL," \
     " session INTEGER NOT NULL, gateway TEXT NOT NULL,"         \
@@ -60,7 +60,7 @@ static const char fsm_schema[] =
     " gateway TEXT NOT NULL, cid INTEGER NOT NULL, real_addr TEXT NOT NULL,"
     " ip4 TEXT NOT NULL, ip6 TEXT NOT NULL, started INTEGER NOT NULL,"
     " established INTEGER NOT NULL, last_seen INTEGER NOT NULL,"
-    " state INTEGER NOT NULL);"
+    " state INTEGER NOT NULL, groups TEXT NOT NULL DEFAULT '');"
     "CREATE INDEX sessions_cn ON sessions(cn, started, id);"
     "CREATE INDEX sessions_gw ON sessions(gateway, id);"
     "CREATE TABLE usage(cn TEXT NOT NULL, period TEXT NOT NULL,"
@@ -184,8 +184,8 @@ static const char *const fsm_sql[FSM_ST_MAX] = {
     [FSM_ST_SESS_INSERT] =
         "INSERT INTO sessions(id, cn, gateway, cid,"
         " real_addr, ip4, ip6, started, established,"
-        " last_seen, state) VALUES(?1, ?2, ?3, ?4, ?5,"
-        " ?6, ?7, ?8, 0, ?8, 0)",
+        " last_seen, state, groups) VALUES(?1, ?2, ?3, ?4, ?5,"
+        " ?6, ?7, ?8, 0, ?8, 0, ?9)",
     [FSM_ST_SESS_GET] =
         "SELECT cn, gateway, state FROM sessions"
         " WHERE id = ?1",
@@ -819,8 +819,12 @@ static int fsm_restore_upgrade(sqlite3 *db)
     }
     sqlite3_finalize(s);
     if (version == 1) {
-        if (sqlite3_exec(db, FSM_SCHEMA_MACS "PRAGMA user_version = 2;", NULL,
-                         NULL, NULL) != SQLITE_OK) {
+        if (sqlite3_exec(db,
+                         FSM_SCHEMA_MACS
+                         "ALTER TABLE sessions ADD COLUMN groups TEXT NOT NULL"
+                         " DEFAULT '';"
+                         "PRAGMA user_version = 2;",
+                         NULL, NULL, NULL) != SQLITE_OK) {
             return -EINVAL;
         }
         version = 2;

@@ -132,6 +132,7 @@ struct fsm_session_info {
     uint64_t started;
     uint64_t established; /* 0 until SessionEstablished */
     enum fsm_session_state state;
+    char groups[PROTO_GROUPS_MAX]; /* "a,b" as the SessionOpen gave them */
 };
 
 struct fsm_gateway_info {

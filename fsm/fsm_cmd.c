@@ -940,6 +940,7 @@ static int fsm_cmd_session_open(struct fsm *f,
     fsm_bind_text(s, 6, r->ip4);
     fsm_bind_text(s, 7, r->ip6);
     fsm_bind_u64(s, 8, f->meta.clock);
+    fsm_bind_text(s, 9, o->groups);
     rv = fsm_exec_st(s);
     if (rv != 0) {
         return rv;

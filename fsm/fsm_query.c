@@ -85,7 +85,7 @@ int fsm_query_leases(struct fsm *f, const char *cn, fsm_lease_cb cb, void *data)
 
 #define FSM_Q_SESS_COLS                                          \
     "SELECT id, cn, gateway, cid, real_addr, ip4, ip6, started," \
-    " established, state FROM sessions"
+    " established, state, groups FROM sessions"
 
 static void fsm_q_sess_row(sqlite3_stmt *s, struct fsm_session_info *o)
 {
@@ -100,6 +100,7 @@ static void fsm_q_sess_row(sqlite3_stmt *s, struct fsm_session_info *o)
     o->started = fsm_col_u64(s, 7);
     o->established = fsm_col_u64(s, 8);
     o->state = (enum fsm_session_state)sqlite3_column_int(s, 9);
+    fsm_col_text(s, 10, o->groups, sizeof(o->groups));
 }
 
 static int fsm_q_sess_cb(sqlite3_stmt *s, void *cb, void *data)

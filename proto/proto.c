@@ -58,6 +58,7 @@ enum {
     PROTO_F_REQUIRED = 1 << 0, /* must not be empty */
     PROTO_F_ID = 1 << 1,       /* [A-Za-z0-9_.:-] */
     PROTO_F_PERIOD = 1 << 2,   /* [A-Za-z0-9-] */
+    PROTO_F_GROUPS = 1 << 3,   /* [A-Za-z0-9_.-] names joined by ',' */
 };
 
 static bool proto_id_char(char c)
@@ -95,7 +96,17 @@ static bool proto_char_ok(unsigned char c, unsigned flags)
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
                (c >= '0' && c <= '9') || c == '-';
     }
+    if (flags & PROTO_F_GROUPS) {
+        return c == ',' || (c != ':' && proto_id_char((char)c));
+    }
     return true;
+}
+
+/* Group lists have no empty names: no leading, trailing or double ','. */
+static bool proto_groups_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n == 0 || (s[0] != ',' && s[n - 1] != ',' && !strstr(s, ",,"));
 }
 
 /* Copies a decoded string into a fixed array after checking it. */
@@ -143,7 +154,8 @@ static int proto_dec_session_open(const Ovha__SessionOpen *m,
     rv |= PROTO_IN(o->pool4, m->pool4, PROTO_F_ID);
     rv |= PROTO_IN(o->pool6, m->pool6, PROTO_F_ID);
     rv |= PROTO_IN(o->period, m->period, PROTO_F_PERIOD);
-    if (rv != 0) {
+    rv |= PROTO_IN(o->groups, m->groups, PROTO_F_GROUPS);
+    if (rv != 0 || !proto_groups_ok(o->groups)) {
         return OVHA_EPROTO;
     }
     if (m->on_excess != OVHA__ON_EXCESS__ON_EXCESS_EVICT_OLDEST &&
@@ -386,6 +398,7 @@ static void proto_enc_session_open(const struct proto_session_open *s,
     b->so.on_excess = (Ovha__OnExcess)s->on_excess;
     b->so.period = PROTO_OUT(s->period, err);
     b->so.quota_bytes = s->quota_bytes;
+    b->so.groups = PROTO_OUT(s->groups, err);
     m->body_case = OVHA__COMMAND__BODY_SESSION_OPEN;
     m->session_open = &b->so;
 }

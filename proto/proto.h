@@ -34,6 +34,7 @@
 #define PROTO_CN_MAX     256   /* certificate common name */
 #define PROTO_ADDR_MAX   64    /* IP, CIDR or address:port text */
 #define PROTO_MAC_MAX    18    /* "aa:bb:cc:dd:ee:ff" + NUL */
+#define PROTO_GROUPS_MAX 512   /* a session's groups, comma separated */
 #define PROTO_PERIOD_MAX 16    /* usage period id, e.g. "2026-11" */
 #define PROTO_TEXT_MAX   256   /* reasons, audit subject and detail */
 #define PROTO_POLICY_MAX 65536 /* policy body bytes */
@@ -81,7 +82,8 @@ struct proto_session_open {
     uint32_t max_sessions;    /* 0 means 1 */
     enum proto_on_excess on_excess;
     char period[PROTO_PERIOD_MAX];
-    uint64_t quota_bytes; /* 0 = no quota */
+    uint64_t quota_bytes;          /* 0 = no quota */
+    char groups[PROTO_GROUPS_MAX]; /* "a,b": names [A-Za-z0-9_.-] */
 };
 
 struct proto_session_established {

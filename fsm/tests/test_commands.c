@@ -871,8 +871,8 @@ static void test_fsm_macs(void **state)
     fsm_free(f);
 }
 
-/* A snapshot written before the MAC map existed (schema version 1)
- * restores: the table is added, and the MAC map works. */
+/* A snapshot written before the MAC map and session groups existed
+ * (schema version 1) restores: both are added and work. */
 static void test_fsm_restore_v1(void **state)
 {
     (void)state;
@@ -894,10 +894,12 @@ static void test_fsm_restore_v1(void **state)
             db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
             SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE),
         SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(db, "DROP TABLE macs; PRAGMA user_version = 1;", NULL,
-                     NULL, NULL),
-        SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "DROP TABLE macs;"
+                                  "ALTER TABLE sessions DROP COLUMN groups;"
+                                  "PRAGMA user_version = 1;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     sqlite3_int64 v1len = 0;
     unsigned char *v1 = sqlite3_serialize(db, "main", &v1len, 0);
     assert_non_null(v1);
@@ -910,6 +912,26 @@ static void test_fsm_restore_v1(void **state)
     fsmtc_ok(&r);
     char got[512];
     assert_non_null(strstr(fsmtc_macs(g, got), "02:00:00:00:00:0a=a/"));
+    /* Groups are kept with the session; malformed lists do not decode. */
+    struct proto_cmd c;
+    fsmt_env(&c, PROTO_CMD_SESSION_OPEN, "gw-2", T0 + 9, 0);
+    strcpy(c.u.session_open.cn, "g");
+    strcpy(c.u.session_open.pool4, "p4");
+    strcpy(c.u.session_open.groups, "ops,staff-1");
+    assert_int_equal(fsmt_apply(g, &c, &r), 0);
+    fsmtc_ok(&r);
+    struct fsm_session_info si;
+    assert_int_equal(fsm_query_session(g, r.session_id, &si), 0);
+    assert_string_equal(si.groups, "ops,staff-1");
+    const char *bad[] = { ",ops", "ops,", "ops,,x", "o p", "a:b" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        fsmt_env(&c, PROTO_CMD_SESSION_OPEN, "gw-2", T0 + 9, 0);
+        strcpy(c.u.session_open.cn, "h");
+        strcpy(c.u.session_open.pool4, "p4");
+        strcpy(c.u.session_open.groups, bad[i]);
+        assert_int_equal(fsmt_apply(g, &c, &r), 0);
+        fsmtc_refused(&r, PROTO_R_MALFORMED);
+    }
     fsm_free(g);
     fsm_free(f);
 }
