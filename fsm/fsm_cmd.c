@@ -746,7 +746,8 @@ static int fsm_open_audit(struct fsm *f,
 }
 
 /* Quota check for SessionOpen: records the quota the command carries and
- * refuses when the CN has already used it up. */
+ * refuses when the CN has already used it up, or, with quota_admit (the
+ * quota action is throttling), admits it flagged over_quota. */
 static int fsm_open_quota(struct fsm *f,
                           const struct proto_session_open *o,
                           struct proto_result *r)
@@ -786,6 +787,10 @@ static int fsm_open_quota(struct fsm *f,
     }
     uint64_t used = fsm_col_u64(s, 0) + fsm_col_u64(s, 1);
     sqlite3_reset(s);
+    if (used >= quota && o->quota_admit) {
+        r->over_quota = true; /* the proposer throttles it */
+        return 0;
+    }
     if (used >= quota) {
         return fsm_refuse(r, PROTO_R_QUOTA_EXCEEDED,
                           "used %" PRIu64 " of %" PRIu64 " bytes in %s", used,

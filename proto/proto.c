@@ -169,6 +169,7 @@ static int proto_dec_session_open(const Ovha__SessionOpen *m,
     o->max_sessions = m->max_sessions;
     o->on_excess = (enum proto_on_excess)m->on_excess;
     o->quota_bytes = m->quota_bytes;
+    o->quota_admit = m->quota_admit;
     return 0;
 }
 
@@ -399,6 +400,7 @@ static void proto_enc_session_open(const struct proto_session_open *s,
     b->so.period = PROTO_OUT(s->period, err);
     b->so.quota_bytes = s->quota_bytes;
     b->so.groups = PROTO_OUT(s->groups, err);
+    b->so.quota_admit = s->quota_admit;
     m->body_case = OVHA__COMMAND__BODY_SESSION_OPEN;
     m->session_open = &b->so;
 }
@@ -611,6 +613,7 @@ static void proto_result_to_pb(const struct proto_result *r,
     m->ip4 = PROTO_OUT(r->ip4, err);
     m->ip6 = PROTO_OUT(r->ip6, err);
     m->takeover = r->takeover;
+    m->over_quota = r->over_quota;
     m->old_session_id = r->old_session_id;
     m->old_gateway = PROTO_OUT(r->old_gateway, err);
     m->duplicate = r->duplicate;
@@ -650,6 +653,7 @@ static int proto_result_from_pb(const Ovha__Result *m, struct proto_result *r)
     rv |= PROTO_IN(r->ip4, m->ip4, 0);
     rv |= PROTO_IN(r->ip6, m->ip6, 0);
     r->takeover = m->takeover;
+    r->over_quota = m->over_quota;
     r->old_session_id = m->old_session_id;
     rv |= PROTO_IN(r->old_gateway, m->old_gateway, 0);
     r->duplicate = m->duplicate;

@@ -84,6 +84,7 @@ struct proto_session_open {
     char period[PROTO_PERIOD_MAX];
     uint64_t quota_bytes;          /* 0 = no quota */
     char groups[PROTO_GROUPS_MAX]; /* "a,b": names [A-Za-z0-9_.-] */
+    bool quota_admit; /* over quota: admit (throttled) instead of refuse */
 };
 
 struct proto_session_established {
@@ -249,6 +250,7 @@ struct proto_result {
     struct proto_session_ref refs[PROTO_RESULT_MAX_REFS];
     size_t nrefs;
     uint64_t refs_total; /* > nrefs when the list was truncated */
+    bool over_quota;     /* SessionOpen admitted a CN over its quota */
 };
 
 /* ---- forwarding RPC ---------------------------------------------------- */

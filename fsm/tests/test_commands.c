@@ -649,6 +649,14 @@ static void test_fsm_quota(void **state)
     c.ts_ms = T0 + 1;
     assert_int_equal(fsmt_apply(f, &c, &r), 0);
     fsmtc_refused(&r, PROTO_R_QUOTA_EXCEEDED);
+    assert_false(r.over_quota);
+    /* With quota_admit (the throttle action) it is admitted, flagged. */
+    c.u.session_open.quota_admit = true;
+    c.ts_ms = T0 + 2;
+    assert_int_equal(fsmt_apply(f, &c, &r), 0);
+    fsmtc_ok(&r);
+    assert_true(r.over_quota);
+    assert_true(r.session_id != 0);
     fsm_free(f);
 }
 
