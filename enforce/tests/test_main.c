@@ -4,6 +4,7 @@
  *   enforce_tests --netns  linux backend tests in a private network
  *                          namespace (exit 77 when that is not allowed)
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,23 +40,44 @@ struct enf_route_entry enf_t_dev(const char *dst,
     return e;
 }
 
+/* One entry per test group; each module adds its unit and netns groups. */
+struct enf_t_group {
+    const char *name;
+    const struct CMUnitTest *tests;
+    const size_t *n;
+    bool netns;
+};
+
+static const struct enf_t_group enf_t_groups[] = {
+    { "enforce_route", enf_route_tests, &enf_route_ntests, false },
+    { "enforce_route_linux", enf_route_linux_tests, &enf_route_linux_ntests,
+      true },
+    { "enforce_fdb", enf_fdb_tests, &enf_fdb_ntests, false },
+    { "enforce_fdb_linux", enf_fdb_linux_tests, &enf_fdb_linux_ntests, true },
+};
+
 int main(int argc, char **argv)
 {
-    const char *name = "enforce_route";
-    const struct CMUnitTest *t = enf_route_tests;
-    size_t n = enf_route_ntests;
-    if (argc > 1 && strcmp(argv[1], "--netns") == 0) {
+    bool netns = argc > 1 && strcmp(argv[1], "--netns") == 0;
+    if (netns) {
         int err = enf_test_netns_enter();
         if (err != 0) {
             fprintf(stderr, "enforce_tests: no private netns: %s\n",
                     err == ENF_TEST_SKIP ? "skipped (needs root)" : "failed");
             return err == ENF_TEST_SKIP ? ENF_TEST_SKIP : 1;
         }
-        name = "enforce_route_linux";
-        t = enf_route_linux_tests;
-        n = enf_route_linux_ntests;
     }
-    size_t failed = (size_t)_cmocka_run_group_tests(name, t, n, NULL, NULL);
-    printf("enforce_tests: %zu passed, %zu failed\n", n - failed, failed);
+    size_t total = 0, failed = 0;
+    for (size_t i = 0; i < sizeof(enf_t_groups) / sizeof(enf_t_groups[0]);
+         i++) {
+        const struct enf_t_group *g = &enf_t_groups[i];
+        if (g->netns != netns) {
+            continue;
+        }
+        total += *g->n;
+        failed += (size_t)_cmocka_run_group_tests(g->name, g->tests, *g->n,
+                                                  NULL, NULL);
+    }
+    printf("enforce_tests: %zu passed, %zu failed\n", total - failed, failed);
     return failed == 0 ? 0 : 1;
 }

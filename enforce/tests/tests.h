@@ -25,5 +25,9 @@ extern const struct CMUnitTest enf_route_tests[];
 extern const size_t enf_route_ntests;
 extern const struct CMUnitTest enf_route_linux_tests[];
 extern const size_t enf_route_linux_ntests;
+extern const struct CMUnitTest enf_fdb_tests[];
+extern const size_t enf_fdb_ntests;
+extern const struct CMUnitTest enf_fdb_linux_tests[];
+extern const size_t enf_fdb_linux_ntests;
 
 #endif
