@@ -950,5 +950,6 @@ void node_answer_to_grant(const struct node_answer *a,
     ovha_strlcpy(ret->quota_period, a->quota_period, sizeof(ret->quota_period));
     ret->down_kbps = a->down_kbps;
     ret->up_kbps = a->up_kbps;
+    node_grant_join_groups(ret, a->groups, a->ngroups);
     ret->source = source;
 }

@@ -8,6 +8,7 @@
  *   GET  /v1/leases[?cn=X]      the replicated leases
  *   GET  /v1/cluster/sessions[?gateway=G]
  *   GET  /v1/cluster/gateways
+ *   GET  /v1/macs               the MAC map (bridged deployments)
  *   GET  /v1/audit/head         chain head, verified
  *   GET  /v1/usage?cn=X[&period=YYYY-MM]  replicated byte usage and quota
  *
@@ -492,6 +493,16 @@ static int node_api_cluster_gateway_cb(const struct fsm_gateway_info *g,
     return json_array_append_new(data, o) == 0 ? 0 : -ENOMEM;
 }
 
+static int node_api_cluster_mac_cb(const struct fsm_mac_info *m, void *data)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "mac", node_api_cluster_str(m->mac));
+    json_object_set_new(o, "cn", node_api_cluster_str(m->cn));
+    json_object_set_new(o, "session_id", node_api_cluster_uint(m->session_id));
+    json_object_set_new(o, "gateway", node_api_cluster_str(m->gateway));
+    return json_array_append_new(data, o) == 0 ? 0 : -ENOMEM;
+}
+
 /* Answers {key: list} or 500 when the query failed. Steals list. */
 static void node_api_cluster_list(struct node_http_req *r,
                                   const char *key,
@@ -541,6 +552,22 @@ static void node_api_cluster_sessions(struct node_http_req *r, void *data)
                                 node_api_cluster_session_cb, list);
     }
     node_api_cluster_list(r, "sessions", list, rv);
+}
+
+static void node_api_cluster_macs(struct node_http_req *r, void *data)
+{
+    struct node *n = data;
+    json_t *list;
+    int rv = -ENOMEM;
+
+    if (!node_api_cluster_check(n, r)) {
+        return;
+    }
+    list = json_array();
+    if (list != NULL) {
+        rv = fsm_query_macs(n->fsm, node_api_cluster_mac_cb, list);
+    }
+    node_api_cluster_list(r, "macs", list, rv);
 }
 
 static void node_api_cluster_gateways(struct node_http_req *r, void *data)
@@ -639,6 +666,7 @@ int node_api_cluster_register(struct node *n)
         { "GET", "/v1/cluster/sessions", node_api_cluster_sessions },
         { "GET", "/v1/cluster/gateways", node_api_cluster_gateways },
         { "GET", "/v1/leases", node_api_cluster_leases },
+        { "GET", "/v1/macs", node_api_cluster_macs },
         { "GET", "/v1/audit/head", node_api_cluster_audit_head },
         { "GET", "/v1/usage", node_api_cluster_usage },
     };

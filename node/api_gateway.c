@@ -166,6 +166,23 @@ static void node_api_gw_activate(struct node_http_req *r, void *data)
     json_decref(j);
 }
 
+/* The bridge's side of the reconciler, when bridged. */
+static void node_api_gw_fdb(json_t *o, struct node_routes *nr)
+{
+    struct node_routes_stats rs;
+    node_routes_get_stats(nr, &rs);
+    if (!rs.bridged) {
+        return;
+    }
+    json_object_set_new(
+        o, "fdb",
+        json_pack("{s:I, s:I, s:I, s:I, s:I}", "desired",
+                  (json_int_t)rs.fdb.desired, "added", (json_int_t)rs.fdb.added,
+                  "replaced", (json_int_t)rs.fdb.replaced, "removed",
+                  (json_int_t)rs.fdb.removed, "attached",
+                  (json_int_t)rs.fdb.attached));
+}
+
 static void node_api_gw_failover(struct node_http_req *r, void *data)
 {
     struct node *n = data;
@@ -194,6 +211,9 @@ static void node_api_gw_failover(struct node_http_req *r, void *data)
                       (json_int_t)rs.desired, "added", (json_int_t)rs.added,
                       "replaced", (json_int_t)rs.replaced, "removed",
                       (json_int_t)rs.removed, "last_error", rs.last_error));
+    }
+    if (o != NULL && n->routes != NULL) {
+        node_api_gw_fdb(o, n->routes);
     }
     node_http_respond_json(r, 200, o);
 }

@@ -29,6 +29,8 @@ struct node_clients {
     struct node_pending *head, *tail; /* arrival order = deadline order */
     size_t npending;
     uv_timer_t timer;
+    uv_timer_t poll; /* tap mode: status 3 for learned MACs */
+    int open_handles;
     struct node_session *sessions;
     size_t nsessions, capsessions;
     /* Resync generations: a session created after `status 3` was sent is
@@ -218,6 +220,9 @@ static void node_clients_send_auth(struct node_clients *c,
         ovha_strlcpy(s->cn, p->cn, sizeof(s->cn));
         ovha_strlcpy(s->vpn_ip, d->ip, sizeof(s->vpn_ip));
         s->session_id = d->session_id;
+        s->down_kbps = d->down_kbps;
+        s->up_kbps = d->up_kbps;
+        s->throttled = d->over_quota;
         s->state = NODE_SESSION_AUTHORIZED;
     }
     c->stats.allowed++;
@@ -425,6 +430,10 @@ static void node_clients_on_disconnect(struct node_clients *c,
     node_clients_arm(c);
 }
 
+static void node_clients_session_mac(struct node_clients *c,
+                                     struct node_session *s,
+                                     const char *addr);
+
 void node_clients_on_event(struct node_clients *c, const struct mgmt_event *ev)
 {
     struct node_session *s;
@@ -450,6 +459,12 @@ void node_clients_on_event(struct node_clients *c, const struct mgmt_event *ev)
                 c->decider.ops->session_bytes(c->decider.impl, s->session_id,
                                               s->cn, s->bytes_in, s->bytes_out);
             }
+        }
+        break;
+    case MGMT_EV_CLIENT_ADDRESS:
+        s = node_clients_find(c, ev->cid);
+        if (s != NULL && ev->addr != NULL) {
+            node_clients_session_mac(c, s, ev->addr);
         }
         break;
     case MGMT_EV_PARSE_ERROR:
@@ -521,6 +536,104 @@ static void node_clients_status_cb(struct mgmt_conn *m,
     mgmt_status_free(&st);
 }
 
+/* A routing-table address of a tap client: "aa:bb:cc:dd:ee:ff@vid". */
+static bool node_clients_is_mac(const char *a)
+{
+    size_t colons = 0;
+    for (; *a != '\0' && *a != '@'; a++) {
+        colons += *a == ':';
+    }
+    return colons == 5;
+}
+
+static bool node_clients_mac_known(const struct node_session *s,
+                                   const char *mac)
+{
+    for (size_t i = 0; i < s->nmacs; i++) {
+        if (strcmp(s->macs[i], mac) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A MAC openvpn learned for session s ("aa:bb:cc:dd:ee:ff@vid"): handed
+ * to the decider once per session. Other addresses (IPs) are ignored. */
+static void node_clients_session_mac(struct node_clients *c,
+                                     struct node_session *s,
+                                     const char *addr)
+{
+    char mac[18];
+    size_t n = strcspn(addr, "@");
+    if (!node_clients_is_mac(addr) || n >= sizeof(mac) || s->session_id == 0 ||
+        c->decider.ops->session_address == NULL) {
+        return;
+    }
+    memcpy(mac, addr, n);
+    mac[n] = '\0';
+    if (node_clients_mac_known(s, mac) || s->nmacs == NODE_SESSION_MACS) {
+        return;
+    }
+    ovha_strlcpy(s->macs[s->nmacs++], mac, sizeof(s->macs[0]));
+    c->decider.ops->session_address(c->decider.impl, s->session_id, s->cn, mac);
+}
+
+/* One routing-table row: the MAC's client is the CLIENT_LIST row with the
+ * same CN and real address (status 3 gives no CID per route). */
+static void node_clients_route_mac(struct node_clients *c,
+                                   const struct mgmt_status *st,
+                                   const struct mgmt_status_route *rt)
+{
+    for (size_t j = 0; j < st->nclients; j++) {
+        const struct mgmt_status_client *cl = &st->clients[j];
+        if (strcmp(cl->cn, rt->cn) != 0 ||
+            strcmp(cl->real_addr, rt->real_addr) != 0) {
+            continue;
+        }
+        struct node_session *s = node_clients_find(c, cl->cid);
+        if (s != NULL) {
+            node_clients_session_mac(c, s, rt->vaddr);
+        }
+        return;
+    }
+}
+
+static void node_clients_poll_cb(struct mgmt_conn *m,
+                                 int status,
+                                 const struct mgmt_reply *reply,
+                                 void *data)
+{
+    (void)m;
+    struct node_clients *c = data;
+    struct mgmt_status st;
+    if (status != 0 || c->close_cb != NULL ||
+        c->decider.ops->session_address == NULL ||
+        mgmt_status_parse(reply->lines, reply->nlines, &st) != 0) {
+        return;
+    }
+    for (size_t i = 0; i < st.nroutes; i++) {
+        node_clients_route_mac(c, &st, &st.routes[i]);
+    }
+    mgmt_status_free(&st);
+}
+
+static void node_clients_poll_timer_cb(uv_timer_t *t)
+{
+    struct node_clients *c = t->data;
+    struct ovha_buf b;
+    ovha_buf_init(&b);
+    if (mgmt_cmd_status(&b, 3) == 0) {
+        mgmt_conn_send(c->mgmt, b.data, b.len, node_clients_poll_cb, c);
+    }
+    ovha_buf_free(&b);
+}
+
+void node_clients_poll_addresses(struct node_clients *c, uint64_t interval_ms)
+{
+    uv_timer_start(&c->poll, node_clients_poll_timer_cb, interval_ms,
+                   interval_ms);
+}
+
 void node_clients_on_link(struct node_clients *c, bool up)
 {
     if (!up) {
@@ -560,6 +673,9 @@ int node_clients_new(uv_loop_t *loop,
     c->deadline_ms = deadline_ms;
     uv_timer_init(loop, &c->timer);
     c->timer.data = c;
+    uv_timer_init(loop, &c->poll);
+    c->poll.data = c;
+    c->open_handles = 2;
     *ret = c;
     return 0;
 }
@@ -622,9 +738,22 @@ size_t node_clients_kill_cn(struct node_clients *c,
     return n;
 }
 
+bool node_clients_throttle_session(struct node_clients *c, uint64_t session_id)
+{
+    for (size_t i = 0; i < c->nsessions; i++) {
+        struct node_session *s = &c->sessions[i];
+        if (s->session_id == session_id && !s->throttled) {
+            s->throttled = true;
+            return true;
+        }
+    }
+    return false;
+}
+
 bool node_clients_kill_session(struct node_clients *c,
                                uint64_t session_id,
-                               const char *msg)
+                               const char *msg,
+                               const char *why)
 {
     uint64_t now = ovha_now_mono_ms();
     for (size_t i = 0; i < c->nsessions; i++) {
@@ -636,11 +765,10 @@ bool node_clients_kill_session(struct node_clients *c,
             return true;
         }
         char q[600];
-        LOG_INFO("clients",
-                 "kill cn=\"%s\" cid=%llu: its session %llu ended "
-                 "elsewhere (taken over or evicted)",
+        LOG_INFO("clients", "kill cn=\"%s\" cid=%llu: its session %llu %s",
                  node_clients_q(s->cn, q, sizeof(q)),
-                 (unsigned long long)s->cid, (unsigned long long)session_id);
+                 (unsigned long long)s->cid, (unsigned long long)session_id,
+                 why);
         return node_clients_kill_one(c, s, msg);
     }
     return false;
@@ -673,6 +801,9 @@ void node_clients_get_stats(const struct node_clients *c,
 static void node_clients_timer_close_cb(uv_handle_t *h)
 {
     struct node_clients *c = h->data;
+    if (--c->open_handles > 0) {
+        return;
+    }
     void (*cb)(void *) = c->close_cb;
     void *data = c->close_data;
     ovha_free(c->sessions);
@@ -693,4 +824,5 @@ void node_clients_close(struct node_clients *c,
     c->close_cb = cb;
     c->close_data = data;
     uv_close((uv_handle_t *)&c->timer, node_clients_timer_close_cb);
+    uv_close((uv_handle_t *)&c->poll, node_clients_timer_close_cb);
 }

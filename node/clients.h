@@ -29,6 +29,13 @@ enum node_session_state {
     NODE_SESSION_ESTABLISHED,
 };
 
+/* What a client over its quota is told when quota_action is kill: it
+ * exits (HALT) instead of reconnecting into a refusal. */
+#define NODE_QUOTA_KILL_MSG "HALT,quota exceeded"
+
+/* MACs remembered per session (the FSM accepts as many). */
+#define NODE_SESSION_MACS 16
+
 struct node_session {
     uint64_t cid;
     char cn[256];
@@ -37,9 +44,14 @@ struct node_session {
     enum node_session_state state;
     uint64_t since; /* unix seconds */
     uint64_t bytes_in, bytes_out;
-    uint64_t session_id; /* replicated session id, 0 when standalone */
-    uint64_t kill_sent;  /* private: monotonic ms of our last client-kill */
-    uint64_t gen;        /* private: resync generation at creation */
+    uint64_t session_id;         /* replicated session id, 0 when standalone */
+    uint64_t down_kbps, up_kbps; /* shaping (0 = none) from its decision */
+    bool throttled; /* over its quota: shaped to cluster.quota_throttle_kbps */
+    /* MACs already handed to session_address (tap mode). */
+    char macs[NODE_SESSION_MACS][18];
+    size_t nmacs;
+    uint64_t kill_sent; /* private: monotonic ms of our last client-kill */
+    uint64_t gen;       /* private: resync generation at creation */
 };
 
 struct node_clients_stats {
@@ -64,6 +76,11 @@ void node_clients_on_event(struct node_clients *c, const struct mgmt_event *ev);
 void node_clients_on_link(struct node_clients *c, bool up);
 
 void node_clients_set_deadline(struct node_clients *c, uint64_t deadline_ms);
+/* Tap mode: openvpn 2.6 reports the MACs it learns from clients only in
+ * its routing table (not as >CLIENT:ADDRESS), so `status 3` is polled
+ * every interval_ms and each new MAC of a session goes to the decider's
+ * session_address. */
+void node_clients_poll_addresses(struct node_clients *c, uint64_t interval_ms);
 
 /* The table, for the API. Pointers valid until the next loop turn. */
 size_t node_clients_sessions(const struct node_clients *c,
@@ -73,10 +90,15 @@ size_t node_clients_kill_cn(struct node_clients *c,
                             const char *cn,
                             const char *msg);
 /* Sends client-kill for the session with this replicated id (it was
- * closed or taken over elsewhere). Returns true if one was found. */
+ * closed or taken over elsewhere, it is over quota); why completes the
+ * log line "its session N ...". Returns true if one was found. */
 bool node_clients_kill_session(struct node_clients *c,
                                uint64_t session_id,
-                               const char *msg);
+                               const char *msg,
+                               const char *why);
+/* Marks the session with this replicated id throttled (over quota).
+ * Returns true if it was found and not throttled yet. */
+bool node_clients_throttle_session(struct node_clients *c, uint64_t session_id);
 /* Sends client-kill for every session (drain, fencing) not killed in the
  * last 10 s; returns how many it sent. */
 size_t node_clients_kill_all(struct node_clients *c, const char *msg);

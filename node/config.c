@@ -85,7 +85,10 @@ static const char *const node_cfg_protos[] = { "udp", "tcp-server", NULL };
 static const char *const node_cfg_actions[] = { "allow", "deny", NULL };
 static const char *const node_cfg_bools[] = { "false", "true", NULL };
 static const char *const node_cfg_excess[] = { "evict_oldest", "refuse", NULL };
+static const char *const node_cfg_quota_actions[] = { "kill", "throttle",
+                                                      NULL };
 static const char *const node_cfg_roles[] = { "active", "standby", NULL };
+static const char *const node_cfg_devtypes[] = { "tun", "tap", NULL };
 
 #define NODE_CFG_FSIZE(type, f) sizeof(((type *)0)->f)
 #define R(f)                                                      \
@@ -189,6 +192,11 @@ static const struct node_cfg_key node_cfg_keys[] = {
       .type = NODE_CFG_T_NAME,
       R(openvpn.dev),
       .def = "tun0" },
+    { .path = "openvpn.dev_type",
+      .type = NODE_CFG_T_ENUM,
+      R(openvpn.tap),
+      .choices = node_cfg_devtypes,
+      .def = "tun" },
     { .path = "openvpn.proto",
       .type = NODE_CFG_T_CHOICE,
       R(openvpn.proto),
@@ -376,6 +384,17 @@ static const struct node_cfg_key node_cfg_keys[] = {
       .min = 1,
       .max = 64,
       .defnum = 1 },
+    { .path = "cluster.quota_action",
+      .type = NODE_CFG_T_ENUM,
+      R(cluster.quota_throttle),
+      .choices = node_cfg_quota_actions,
+      .def = "kill" },
+    { .path = "cluster.quota_throttle_kbps",
+      .type = NODE_CFG_T_UINT,
+      R(cluster.quota_throttle_kbps),
+      .min = 8,
+      .max = 10000000,
+      .defnum = 256 },
     { .path = "cluster.routes",
       .type = NODE_CFG_T_ENUM,
       R(cluster.routes),
@@ -489,6 +508,11 @@ static const struct node_cfg_key node_cfg_keys[] = {
       .min = 0,
       .max = 31536000,
       .defnum = 86400 },
+
+    /* Present = bridged clients (openvpn.dev_type tap). */
+    { .path = "bridge", .type = NODE_CFG_T_SECTION, .optional = true },
+    { .path = "bridge.name", .type = NODE_CFG_T_NAME, R(bridge.name) },
+    { .path = "bridge.uplink", .type = NODE_CFG_T_NAME, R(bridge.uplink) },
 
     /* Present = a shared Redis tier. */
     { .path = "redis", .type = NODE_CFG_T_SECTION, .optional = true },
@@ -1776,6 +1800,48 @@ static int node_cfg_check_cache(struct node_cfg_ctx *c)
 
 /* The Redis section: a host, and a key prefix that is one printable word
  * (it is written into every key ovhad reads and writes). */
+/* A tap device is bridged, and the bridge and its MAC map need the
+ * replicated state; a tun device has no bridge. */
+static int node_cfg_check_bridge(struct node_cfg_ctx *c)
+{
+    static const char *const paths[] = { "bridge.name", "bridge.uplink" };
+    struct node_cfg *cfg = c->cfg;
+    struct node_cfg_bridge *b = &cfg->bridge;
+
+    b->enabled = node_cfg_seen(c, "bridge");
+    if (!b->enabled) {
+        if (cfg->openvpn.tap && cfg->openvpn.config[0] == '\0') {
+            return node_cfg_err(c, node_cfg_mark_of(c, "openvpn.dev_type"),
+                                "openvpn.dev_type: tap needs a bridge: "
+                                "section (bridge.name, bridge.uplink)");
+        }
+        return 0;
+    }
+    int rv =
+        node_cfg_check_nonempty(c, paths, sizeof(paths) / sizeof(paths[0]));
+    if (rv != 0) {
+        return rv;
+    }
+    if (!cfg->openvpn.tap || cfg->openvpn.config[0] != '\0') {
+        return node_cfg_err(c, node_cfg_mark_of(c, "bridge"),
+                            "bridge: needs openvpn.dev_type: tap and a "
+                            "generated openvpn config (no openvpn.config)");
+    }
+    if (!cfg->cluster.enabled) {
+        return node_cfg_err(c, node_cfg_mark_of(c, "bridge"),
+                            "bridge: needs the cluster: section (the MAC map "
+                            "is replicated state)");
+    }
+    if (strcmp(b->name, b->uplink) == 0 ||
+        strcmp(b->name, cfg->openvpn.dev) == 0 ||
+        strcmp(b->uplink, cfg->openvpn.dev) == 0) {
+        return node_cfg_err(c, node_cfg_mark_of(c, "bridge"),
+                            "bridge: bridge.name, bridge.uplink and "
+                            "openvpn.dev must be three different devices");
+    }
+    return 0;
+}
+
 static int node_cfg_check_redis(struct node_cfg_ctx *c)
 {
     static const char *const paths[] = { "redis.host", "redis.key_prefix" };
@@ -1882,6 +1948,9 @@ static int node_cfg_walk_doc(struct node_cfg_ctx *c)
     }
     if (rv == 0) {
         rv = node_cfg_check_redis(c);
+    }
+    if (rv == 0) {
+        rv = node_cfg_check_bridge(c);
     }
     return rv;
 }
@@ -2030,6 +2099,7 @@ static const struct node_cfg_optional node_cfg_optionals[] = {
     { "cluster", offsetof(struct node_cfg, cluster.enabled) },
     { "upstream", offsetof(struct node_cfg, upstream.enabled) },
     { "redis", offsetof(struct node_cfg, redis.enabled) },
+    { "bridge", offsetof(struct node_cfg, bridge.enabled) },
 };
 
 #define NODE_CFG_NOPTIONAL \

@@ -71,6 +71,7 @@ struct node_cfg_openvpn {
     char binary[256]; /* default /usr/sbin/openvpn */
     char config[256]; /* operator's config file, "" = generate */
     char dev[16];     /* generated: tun device name, default "tun0" */
+    bool tap;         /* dev_type: tun (false) or tap (bridged) */
     char proto[16];   /* "udp" or "tcp-server" */
     char local[46];   /* listen address; "" = all */
     unsigned port;    /* default 1194 */
@@ -108,15 +109,28 @@ struct node_cfg_cluster {
     /* Failover (docs/cluster.md): the leader marks a gateway down when
      * its heartbeats stop for gateway_lease_ms; a node that knows no
      * leader for fence_timeout_ms kills its clients so they move. */
-    uint64_t gateway_lease_ms;   /* 5000 */
-    uint64_t fence_timeout_ms;   /* 2000 */
-    bool standby;                /* role: active (false) or standby */
-    unsigned standby_min_active; /* standby admits below this many; 1 */
+    uint64_t gateway_lease_ms; /* 5000 */
+    uint64_t fence_timeout_ms; /* 2000 */
+    bool standby;              /* role: active (false) or standby */
+    /* Over its quota a CN is killed (and refused until the period ends)
+     * or throttled to quota_throttle_kbps both ways, on any gateway. */
+    bool quota_throttle;          /* quota_action: kill (false)|throttle */
+    unsigned quota_throttle_kbps; /* 256 */
+    unsigned standby_min_active;  /* standby admits below this many; 1 */
     /* Routes to clients and site subnets homed on other gateways. */
     bool routes;                /* reconcile kernel routes; true */
     uint64_t route_interval_ms; /* full reconcile period; 1000 */
     unsigned route_table;       /* 254 (main) */
     unsigned route_protocol;    /* rtnetlink protocol id; 233 */
+};
+
+/* Bridged (dev_type tap) deployments: openvpn's tap device is a port of
+ * this bridge, which also holds the uplink to the LAN the gateways share.
+ * The MAC map points each client MAC at the right port. Needs cluster. */
+struct node_cfg_bridge {
+    bool enabled; /* the `bridge:` section is present */
+    char name[16];
+    char uplink[16];
 };
 
 /* The upstream decision API (issue 5, docs/upstream.md). Absent section =
@@ -181,6 +195,7 @@ struct node_cfg {
     struct node_cfg_upstream upstream;
     struct node_cfg_cache cache;
     struct node_cfg_redis redis;
+    struct node_cfg_bridge bridge;
 };
 
 /* Parses path into a new config. On error returns OVHA_ECONFIG (or

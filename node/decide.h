@@ -20,6 +20,7 @@
 
 #include "mgmt/mgmt.h"
 #include "node/config.h"
+#include "proto/proto.h"
 
 struct node_decision_req {
     uint64_t cid;
@@ -49,9 +50,11 @@ struct node_decision {
     size_t niroutes;
     char push[NODE_CFG_MAX_PUSH][256];
     size_t npush;
-    uint64_t session_id; /* replicated session (0 when standalone) */
-    const char *source;  /* static string: which rules answered, for logs;
-                            NULL = not said */
+    uint64_t session_id;         /* replicated session (0 when standalone) */
+    uint64_t down_kbps, up_kbps; /* shaping from the rules; 0 = none */
+    bool over_quota;    /* admitted over quota: throttle (quota_action) */
+    const char *source; /* static string: which rules answered, for logs;
+                           NULL = not said */
 };
 
 /* Fills cfg (whose pointers point into d) for mgmt_cmd_client_auth.
@@ -83,14 +86,21 @@ struct node_grant {
     char pool[64];         /* "" = the gateway's default pool */
     unsigned max_sessions; /* cluster-wide per CN; 0 = configured default */
     enum node_excess on_excess;
-    uint64_t quota_bytes;        /* 0 = no quota */
-    char quota_period[8];        /* "session" "day" "week" "month" or "" */
-    uint64_t down_kbps, up_kbps; /* 0 = unlimited (not enforced yet) */
-    const char *source;          /* static string: "policy", "memory", "redis",
-                                    "upstream", "fallback", "refused" (for logs) */
+    uint64_t quota_bytes;          /* 0 = no quota */
+    char quota_period[8];          /* "session" "day" "week" "month" or "" */
+    uint64_t down_kbps, up_kbps;   /* 0 = unlimited (not enforced yet) */
+    char groups[PROTO_GROUPS_MAX]; /* "a,b": replicated with the session */
+    const char *source; /* static string: "policy", "memory", "redis",
+                           "upstream", "fallback", "refused" (for logs) */
 };
 
 typedef void (*node_rules_cb)(const struct node_grant *g, void *data);
+
+/* Sets g->groups to names joined by ','; a name that would not fit is left
+ * out (with a warning), so the list stays well formed. */
+void node_grant_join_groups(struct node_grant *g,
+                            const char (*names)[64],
+                            size_t n);
 
 struct node_rules_ops {
     /* Same contract as node_decider_ops.decide: cb fires exactly once
@@ -133,6 +143,13 @@ struct node_decider_ops {
                           const char *cn,
                           uint64_t bytes_in,
                           uint64_t bytes_out);
+    /* Optional: openvpn learned an address for the client
+     * (>CLIENT:ADDRESS): its pushed IP, an iroute, or in tap mode a MAC
+     * seen in its frames. */
+    void (*session_address)(void *impl,
+                            uint64_t session_id,
+                            const char *cn,
+                            const char *addr);
 };
 
 struct node_decider {

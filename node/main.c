@@ -350,7 +350,8 @@ static int node_start_cluster(struct node *n,
     if (rv == 0) {
         node_repl_set_failover(n->repl, n->failover);
     }
-    if (rv == 0 && n->boot_cfg->cluster.routes) {
+    if (rv == 0 &&
+        (n->boot_cfg->cluster.routes || n->boot_cfg->bridge.enabled)) {
         rv = node_routes_new(n->loop, n->boot_cfg, n->fsm, &n->routes);
     }
     if (rv == 0) {
@@ -390,6 +391,10 @@ static int node_start(struct node *n)
     if (rv == 0) {
         rv = node_clients_new(n->loop, n->mgmt, decider,
                               n->cfg->decision_deadline_ms, &n->clients);
+    }
+    if (rv == 0 && n->boot_cfg->openvpn.tap && n->repl != NULL) {
+        node_clients_poll_addresses(n->clients,
+                                    n->boot_cfg->cluster.route_interval_ms);
     }
     if (rv == 0 && n->repl != NULL) {
         node_repl_start(n->repl, n->clients);

@@ -906,6 +906,16 @@ static int ovhactl_cmd_failover(struct ovhactl *ctl, int argc, char **argv)
     return ovhactl_show(ctl, "/v1/failover");
 }
 
+static int ovhactl_cmd_macs(struct ovhactl *ctl, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("macs takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    return ovhactl_show(ctl, "/v1/macs");
+}
+
 static int ovhactl_cmd_cluster_transfer(struct ovhactl *ctl,
                                         int argc,
                                         char **argv)
@@ -1331,6 +1341,11 @@ static const struct ovhactl_cmd ovhactl_cmds[] = {
       "and counters: fences, clients killed while fenced or draining,\n"
       "gateways it marked down as leader, standby role changes.\n",
       ovhactl_cmd_failover },
+    { "macs", "", "the replicated MAC map of bridged clients (GET /v1/macs)",
+      "Every client MAC openvpn learned on a tap gateway, with its CN,\n"
+      "session and gateway, from this node's applied state. Each gateway's\n"
+      "bridge points these MACs at its tap device or its uplink.\n",
+      ovhactl_cmd_macs },
     { "upstream", "",
       "show the upstream API and cache tier counters (GET /v1/upstream)",
       "Prints the decision tiers' counters: lookups, hits per tier (memory,\n"

@@ -47,15 +47,26 @@ static void node_ovpnconf_body(FILE *f,
             "rewrites it on every start.\n",
             cfg->id);
     fprintf(f, "mode server\ntls-server\n");
-    fprintf(f, "dev %s\ndev-type tun\ntopology subnet\n", o->dev);
+    if (o->tap) {
+        /* Bridged: the tap device carries no address (the LAN behind the
+         * bridge has them); ovhad enslaves it to bridge.name. Clients
+         * route via the network's first host, the LAN's router. */
+        fprintf(f, "dev %s\ndev-type tap\n", o->dev);
+    } else {
+        fprintf(f, "dev %s\ndev-type tun\ntopology subnet\n", o->dev);
+    }
     fprintf(f, "proto %s\n", o->proto);
     if (o->local[0] != '\0') {
         fprintf(f, "local %s\n", o->local);
     }
     fprintf(f, "port %u\n", o->port);
-    fprintf(f, "ifconfig %s %s\n", server_ip, mask);
-    fprintf(f, "push \"topology subnet\"\npush \"route-gateway %s\"\n",
-            server_ip);
+    if (o->tap) {
+        fprintf(f, "push \"route-gateway %s\"\n", server_ip);
+    } else {
+        fprintf(f, "ifconfig %s %s\n", server_ip, mask);
+        fprintf(f, "push \"topology subnet\"\npush \"route-gateway %s\"\n",
+                server_ip);
+    }
     fprintf(f, "ca %s\ncert %s\nkey %s\ndh none\n", o->ca, o->cert, o->key);
     if (o->tls_crypt[0] != '\0') {
         fprintf(f, "tls-crypt %s\n", o->tls_crypt);

@@ -363,6 +363,24 @@ void node_policy_decide(struct node_policy *p,
 
 /* ---- as a rules source ------------------------------------------------- */
 
+void node_grant_join_groups(struct node_grant *g,
+                            const char (*names)[64],
+                            size_t n)
+{
+    size_t len = 0;
+    g->groups[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        size_t need = strlen(names[i]) + (len > 0 ? 1 : 0);
+        if (len + need >= sizeof(g->groups)) {
+            LOG_WARN("policy", "group %s left out: too many groups", names[i]);
+            continue;
+        }
+        snprintf(g->groups + len, sizeof(g->groups) - len, "%s%s",
+                 len > 0 ? "," : "", names[i]);
+        len += need;
+    }
+}
+
 static int node_policy_lookup_op(void *impl,
                                  const struct node_decision_req *req,
                                  node_rules_cb cb,
@@ -371,7 +389,13 @@ static int node_policy_lookup_op(void *impl,
 {
     struct node_grant g;
     memset(&g, 0, sizeof(g));
-    node_policy_decide_rules(impl, req, &g.d);
+    struct node_policy *p = impl;
+    node_policy_decide_rules(p, req, &g.d);
+    const struct node_cfg_client *c =
+        node_policy_client(&p->cfg->policy, req->cn);
+    if (c != NULL && g.d.allow) {
+        node_grant_join_groups(&g, c->groups, c->ngroups);
+    }
     g.source = "policy";
     *ret_handle = NULL;
     cb(&g, data);

@@ -31,6 +31,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "enforce/fdb.h"
 #include "fsm/fsm.h"
 #include "node/clients.h"
 #include "node/decide.h"
@@ -307,6 +309,7 @@ static void node_repl_decided_cb(void *data,
                      sizeof(d->client_reason));
     } else {
         d->session_id = res->session_id;
+        d->over_quota = res->over_quota;
         if (d->ip[0] == '\0') {
             ovha_strlcpy(d->ip, res->ip4, sizeof(d->ip));
         }
@@ -363,6 +366,8 @@ static int node_repl_open(struct node_repl_call *call,
     o->max_sessions =
         g->max_sessions != 0 ? g->max_sessions : r->cfg->cluster.max_sessions;
     o->on_excess = node_repl_excess(r, g);
+    o->quota_admit = r->cfg->cluster.quota_throttle;
+    ovha_strlcpy(o->groups, g->groups, sizeof(o->groups));
     /* Usage is accounted per calendar month (UsageCharge periods); other
      * quota periods need per-period accounting (issue 7). */
     if (strcmp(g->quota_period, "month") == 0) {
@@ -385,6 +390,8 @@ static void node_repl_grant_cb(const struct node_grant *g, void *data)
     call->rules_handle = NULL;
     call->d = g->d;
     call->d.source = g->source;
+    call->d.down_kbps = g->down_kbps;
+    call->d.up_kbps = g->up_kbps;
     if (call->d.allow && !call->reauth) {
         int rv = node_repl_open(call, g);
         if (rv == 0) {
@@ -513,6 +520,56 @@ static void node_repl_established_op(void *impl, uint64_t session_id)
     node_repl_background(r, &c);
 }
 
+/* A refused MAC (another client's, or over the per-session cap) is worth
+ * a warning: it is a collision or a client forging source addresses. */
+static void node_repl_mac_cb(void *data,
+                             int status,
+                             const struct proto_result *res)
+{
+    struct node_repl *r = data;
+    if (status == 0 && res->status == PROTO_STATUS_OK) {
+        if (r->routes != NULL) {
+            node_routes_kick(r->routes); /* point the bridge at it now */
+        }
+        return;
+    }
+    if (status != 0) {
+        LOG_WARN("repl", "MAC not registered: %s", ovha_strerror(status));
+    } else if (!res->replayed) {
+        LOG_WARN("repl", "MAC refused: %s: %s", proto_reason_name(res->reason),
+                 res->detail);
+    }
+}
+
+/* In tap mode each source MAC openvpn learned from a client (clients.c
+ * finds them) goes into the replicated MAC map. */
+static void node_repl_address_op(void *impl,
+                                 uint64_t session_id,
+                                 const char *cn,
+                                 const char *addr)
+{
+    struct node_repl *r = impl;
+    (void)cn; /* the FSM names it in the audit record */
+    if (!r->cfg->openvpn.tap) {
+        return;
+    }
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_MAC_REGISTER);
+    if (enf_fdb_mac_canon(addr, c.u.mac_register.mac) != 0) {
+        LOG_WARN("repl",
+                 "session=%" PRIu64 ": ignoring address %s (not a unicast MAC)",
+                 session_id, addr);
+        return;
+    }
+    c.u.mac_register.session_id = session_id;
+    LOG_INFO("repl", "session=%" PRIu64 " mac=%s", session_id,
+             c.u.mac_register.mac);
+    int rv = node_repl_propose(r, &c, node_repl_mac_cb, r, 0);
+    if (rv != 0) {
+        LOG_WARN("repl", "cannot propose mac_register: %s", ovha_strerror(rv));
+    }
+}
+
 static void node_repl_bytes_op(void *impl,
                                uint64_t session_id,
                                const char *cn,
@@ -556,6 +613,41 @@ static void node_repl_heartbeat_cb(uv_timer_t *t)
     node_repl_background(r, &c);
 }
 
+/* The charge pushed these CNs over their quota: act on the sessions that
+ * are here (the FSM names the gateway of each; every gateway charges its
+ * own clients, so each acts on its own). */
+static void node_repl_usage_done_cb(void *data,
+                                    int status,
+                                    const struct proto_result *res)
+{
+    struct node_repl *r = data;
+    node_repl_done_cb(data, status, res);
+    if (status != 0 || res->status != PROTO_STATUS_OK || r->clients == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < res->nrefs; i++) {
+        const struct proto_session_ref *ref = &res->refs[i];
+        if (ref->kind != PROTO_REF_OVER_QUOTA ||
+            strcmp(ref->gateway, r->cfg->id) != 0) {
+            continue;
+        }
+        if (r->cfg->cluster.quota_throttle) {
+            if (node_clients_throttle_session(r->clients, ref->session_id)) {
+                LOG_INFO("repl", "session %" PRIu64 " over quota: throttled",
+                         ref->session_id);
+                if (r->routes != NULL) {
+                    node_routes_kick(r->routes);
+                }
+            }
+        } else if (node_clients_kill_session(r->clients, ref->session_id,
+                                             NODE_QUOTA_KILL_MSG,
+                                             "is over its quota")) {
+            LOG_INFO("repl", "session %" PRIu64 " over quota: killed",
+                     ref->session_id);
+        }
+    }
+}
+
 /* Sends one UsageCharge with every session's delta since the last batch.
  * A delta is counted as charged once proposed: a batch whose outcome is
  * unknown may be lost, never doubled (the FSM drops a repeated seq). */
@@ -592,7 +684,10 @@ static void node_repl_usage_cb(uv_timer_t *t)
     node_repl_period(c.u.usage_charge.period, sizeof(c.u.usage_charge.period));
     c.u.usage_charge.entries = e; /* proto_cmd_clear frees it */
     c.u.usage_charge.nentries = n;
-    node_repl_background(r, &c);
+    int rv = node_repl_propose(r, &c, node_repl_usage_done_cb, r, 0);
+    if (rv != 0) {
+        LOG_WARN("repl", "cannot propose usage_charge: %s", ovha_strerror(rv));
+    }
 }
 
 struct node_repl_walk {
@@ -658,7 +753,8 @@ static void node_repl_reconcile_cb(uv_timer_t *t)
                  "over, evicted, gateway declared down): killing the "
                  "local client",
                  (unsigned long long)gone[i]);
-        node_clients_kill_session(r->clients, gone[i], NODE_FAILOVER_KILL_MSG);
+        node_clients_kill_session(r->clients, gone[i], NODE_FAILOVER_KILL_MSG,
+                                  "ended elsewhere (taken over or evicted)");
     }
     struct node_repl_walk w = { .r = r, .now = ovha_now_real_ms() };
     fsm_query_sessions(r->fsm, r->cfg->id, node_repl_stale_cb, &w);
@@ -768,6 +864,7 @@ static const struct node_decider_ops node_repl_ops = {
     .session_closed = node_repl_closed_op,
     .session_established = node_repl_established_op,
     .session_bytes = node_repl_bytes_op,
+    .session_address = node_repl_address_op,
 };
 
 void node_repl_set_failover(struct node_repl *r, struct node_failover *fo)

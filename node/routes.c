@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "enforce/fdb.h"
 #include "enforce/route.h"
 #include "fsm/fsm.h"
 
@@ -37,6 +38,8 @@ struct routes_build {
     size_t nhomes, caphomes;
     struct enf_route_entry *out;
     size_t n, cap;
+    struct enf_fdb_entry *fdb;
+    size_t nfdb, capfdb;
     int err;
 };
 
@@ -45,6 +48,7 @@ struct node_routes {
     const struct node_cfg *cfg;
     struct fsm *fsm;
     struct enf_route *er;
+    struct enf_fdb *fdb; /* NULL unless bridged */
     uv_timer_t timer;
     uv_work_t work;
     bool running, again, closing;
@@ -52,6 +56,8 @@ struct node_routes {
     /* The job's input and output (owned by the job while running). */
     struct enf_route_entry *job_routes;
     size_t job_n;
+    struct enf_fdb_entry *job_fdb;
+    size_t job_nfdb;
     int job_rv;
     char job_err[256];
     struct node_routes_stats stats;
@@ -146,7 +152,8 @@ static int routes_session_cb(const struct fsm_session_info *s, void *data)
         return 0;
     }
     int rv = routes_home_set(b, s, gw);
-    if (rv != 0 || own || s->ip4[0] == '\0' || gw->addr[0] == '\0') {
+    if (rv != 0 || own || s->ip4[0] == '\0' || gw->addr[0] == '\0' ||
+        b->nr->cfg->openvpn.tap) {
         return rv;
     }
     struct enf_route_entry e;
@@ -193,22 +200,55 @@ static int routes_subnet_cb(const struct fsm_subnet_info *sn, void *data)
     return routes_push(b, &e);
 }
 
+/* A MAC of the map: at the tap port when its client is here, else at the
+ * uplink (the bridge there holds it; when that gateway is down the client
+ * is moving, and the uplink is still the way out of this one). */
+static int routes_mac_cb(const struct fsm_mac_info *m, void *data)
+{
+    struct routes_build *b = data;
+    const struct node_cfg *cfg = b->nr->cfg;
+    if (b->nfdb == b->capfdb) {
+        size_t cap = b->capfdb != 0 ? 2 * b->capfdb : 64;
+        void *p = ovha_realloc(b->fdb, cap * sizeof(*b->fdb));
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        b->fdb = p;
+        b->capfdb = cap;
+    }
+    struct enf_fdb_entry *e = &b->fdb[b->nfdb++];
+    memset(e, 0, sizeof(*e));
+    ovha_strlcpy(e->mac, m->mac, sizeof(e->mac));
+    bool own = strcmp(m->gateway, cfg->id) == 0;
+    ovha_strlcpy(e->port, own ? cfg->openvpn.dev : cfg->bridge.uplink,
+                 sizeof(e->port));
+    return 0;
+}
+
 static int routes_build(struct node_routes *nr, struct routes_build *b)
 {
     memset(b, 0, sizeof(*b));
     b->nr = nr;
-    int rv = fsm_query_gateways(nr->fsm, routes_gw_cb, b);
-    if (rv == 0) {
-        rv = fsm_query_sessions(nr->fsm, NULL, routes_session_cb, b);
+    int rv = 0;
+    if (nr->er != NULL) {
+        rv = fsm_query_gateways(nr->fsm, routes_gw_cb, b);
+        if (rv == 0) {
+            rv = fsm_query_sessions(nr->fsm, NULL, routes_session_cb, b);
+        }
+        if (rv == 0 && !nr->cfg->openvpn.tap) {
+            rv = fsm_query_subnets(nr->fsm, NULL, routes_subnet_cb, b);
+        }
     }
-    if (rv == 0) {
-        rv = fsm_query_subnets(nr->fsm, NULL, routes_subnet_cb, b);
+    if (rv == 0 && nr->fdb != NULL) {
+        rv = fsm_query_macs(nr->fsm, routes_mac_cb, b);
     }
     ovha_free(b->homes);
     b->homes = NULL;
     if (rv != 0) {
         ovha_free(b->out);
         b->out = NULL;
+        ovha_free(b->fdb);
+        b->fdb = NULL;
     }
     return rv;
 }
@@ -219,9 +259,22 @@ static int routes_build(struct node_routes *nr, struct routes_build *b)
 static void routes_work_cb(uv_work_t *w)
 {
     struct node_routes *nr = w->data;
+    int rv = 0;
     nr->job_err[0] = '\0';
-    nr->job_rv = enf_route_apply(nr->er, nr->job_routes, nr->job_n, nr->job_err,
-                                 sizeof(nr->job_err));
+    if (nr->er != NULL) {
+        rv = enf_route_apply(nr->er, nr->job_routes, nr->job_n, nr->job_err,
+                             sizeof(nr->job_err));
+    }
+    if (nr->fdb != NULL) {
+        char err[sizeof(nr->job_err)] = "";
+        int frv =
+            enf_fdb_apply(nr->fdb, nr->job_fdb, nr->job_nfdb, err, sizeof(err));
+        if (rv == 0 && frv != 0) {
+            rv = frv;
+            ovha_strlcpy(nr->job_err, err, sizeof(nr->job_err));
+        }
+    }
+    nr->job_rv = rv;
 }
 
 static void routes_run(struct node_routes *nr);
@@ -231,6 +284,7 @@ static void routes_finish(struct node_routes *nr)
     void (*cb)(void *) = nr->close_cb;
     void *data = nr->close_data;
     enf_route_free(nr->er);
+    enf_fdb_free(nr->fdb);
     ovha_free(nr);
     if (cb != NULL) {
         cb(data);
@@ -250,14 +304,34 @@ static void routes_timer_closed_cb(uv_handle_t *h)
     routes_close_step(h->data);
 }
 
+static void routes_copy_stats(struct node_routes *nr)
+{
+    if (nr->er != NULL) {
+        struct enf_route_stats es;
+        enf_route_get_stats(nr->er, &es);
+        nr->stats.added = es.added;
+        nr->stats.replaced = es.replaced;
+        nr->stats.removed = es.removed;
+    }
+    if (nr->fdb != NULL) {
+        struct enf_fdb_stats fs;
+        enf_fdb_get_stats(nr->fdb, &fs);
+        nr->stats.fdb.added = fs.added;
+        nr->stats.fdb.replaced = fs.replaced;
+        nr->stats.fdb.removed = fs.removed;
+        nr->stats.fdb.attached = fs.attached;
+    }
+}
+
 static void routes_after_cb(uv_work_t *w, int status)
 {
     struct node_routes *nr = w->data;
-    struct enf_route_stats es;
     (void)status;
     nr->running = false;
     ovha_free(nr->job_routes);
     nr->job_routes = NULL;
+    ovha_free(nr->job_fdb);
+    nr->job_fdb = NULL;
     nr->stats.passes++;
     if (nr->job_rv != 0) {
         nr->stats.failures++;
@@ -265,10 +339,7 @@ static void routes_after_cb(uv_work_t *w, int status)
                      sizeof(nr->stats.last_error));
         LOG_WARN(ROUTES_MOD, "reconcile: %s", nr->job_err);
     }
-    enf_route_get_stats(nr->er, &es);
-    nr->stats.added = es.added;
-    nr->stats.replaced = es.replaced;
-    nr->stats.removed = es.removed;
+    routes_copy_stats(nr);
     if (nr->closing) {
         routes_close_step(nr);
         return;
@@ -292,7 +363,10 @@ static void routes_run(struct node_routes *nr)
     }
     nr->job_routes = b.out;
     nr->job_n = b.n;
+    nr->job_fdb = b.fdb;
+    nr->job_nfdb = b.nfdb;
     nr->stats.desired = b.n;
+    nr->stats.fdb.desired = b.nfdb;
     nr->running = true;
     nr->work.data = nr;
     if (uv_queue_work(nr->loop, &nr->work, routes_work_cb, routes_after_cb) !=
@@ -300,6 +374,8 @@ static void routes_run(struct node_routes *nr)
         nr->running = false;
         ovha_free(nr->job_routes);
         nr->job_routes = NULL;
+        ovha_free(nr->job_fdb);
+        nr->job_fdb = NULL;
     }
 }
 
@@ -321,14 +397,28 @@ int node_routes_new(uv_loop_t *loop,
     if (nr == NULL) {
         return -ENOMEM;
     }
-    struct enf_route_config ec = {
-        .backend = "linux",
-        .protocol = (uint8_t)cfg->cluster.route_protocol,
-        .table = cfg->cluster.route_table,
-    };
-    int rv = enf_route_new(&ec, &nr->er, err, sizeof(err));
+    int rv = 0;
+    if (cfg->cluster.routes) {
+        struct enf_route_config ec = {
+            .backend = "linux",
+            .protocol = (uint8_t)cfg->cluster.route_protocol,
+            .table = cfg->cluster.route_table,
+        };
+        rv = enf_route_new(&ec, &nr->er, err, sizeof(err));
+    }
+    if (rv == 0 && cfg->bridge.enabled) {
+        struct enf_fdb_config fc = {
+            .backend = "linux",
+            .bridge = cfg->bridge.name,
+            .tap = cfg->openvpn.dev,
+            .uplink = cfg->bridge.uplink,
+        };
+        rv = enf_fdb_new(&fc, &nr->fdb, err, sizeof(err));
+        nr->stats.bridged = rv == 0;
+    }
     if (rv != 0) {
         LOG_ERR(ROUTES_MOD, "route reconciler: %s", err);
+        enf_route_free(nr->er);
         ovha_free(nr);
         return rv;
     }

@@ -14,6 +14,13 @@
  * cluster.route_table; a route deleted or changed by hand comes back at
  * the next pass. Gateways that are down contribute nothing: their clients
  * are moving.
+ *
+ * Bridged mode (bridge: section, openvpn.dev_type tap) has no client
+ * routes (the clients are on the LAN's layer 2); instead the same pass
+ * converges bridge.name's forwarding database to the replicated MAC map
+ * (enforce/fdb): a MAC of a client here points at openvpn's tap device, a
+ * MAC of a client elsewhere at bridge.uplink, and the tap device is kept
+ * in the bridge.
  */
 #ifndef OVHA_NODE_ROUTES_H
 #define OVHA_NODE_ROUTES_H
@@ -33,6 +40,12 @@ struct node_routes_stats {
     uint64_t desired;                  /* routes in the last desired set */
     uint64_t added, replaced, removed; /* cumulative, from enforce */
     char last_error[256];
+    bool bridged; /* the fdb part below is in use */
+    struct {
+        uint64_t desired;                  /* MACs in the last desired set */
+        uint64_t added, replaced, removed; /* cumulative, from enforce */
+        uint64_t attached;                 /* tap (re)enslaved */
+    } fdb;
 };
 
 /* Opens the netlink backend. Returns 0, or a negative errno (logged). */

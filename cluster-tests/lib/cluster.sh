@@ -124,6 +124,8 @@ EOF_POL
 
 # ovt_gw_config N BOOTSTRAP: BOOTSTRAP is true or false. OVT_GW_STANDALONE=1
 # leaves the cluster section out (plain standalone ovhad, for the harness).
+# OVT_GW_BRIDGE=NAME:UPLINK makes a bridged gateway: openvpn on tap0
+# (dev_type tap) and a bridge: section; the test creates NAME and UPLINK.
 ovt_gw_config() {
     local n=$1 bootstrap=$2
     local dir addr rid ca cert key
@@ -151,7 +153,8 @@ decision:
   deadline_ms: 3000
 openvpn:
   binary: /usr/sbin/openvpn
-  dev: tun0
+  dev: $([ -n "${OVT_GW_BRIDGE:-}" ] && echo tap0 || echo tun0)
+  dev_type: $([ -n "${OVT_GW_BRIDGE:-}" ] && echo tap || echo tun)
   proto: udp
   local: $addr
   port: 1194
@@ -188,6 +191,10 @@ cluster:
   gateway_lease_ms: $OVT_GW_LEASE_MS
   fence_timeout_ms: $OVT_FENCE_MS
 EOF_CONF
+        fi
+        if [ -n "${OVT_GW_BRIDGE:-}" ]; then
+            printf 'bridge:\n  name: %s\n  uplink: %s\n' \
+                "${OVT_GW_BRIDGE%%:*}" "${OVT_GW_BRIDGE#*:}"
         fi
         ovt__cluster_policy
         # More client entries (YAML list items), e.g. a site-to-site CN.

@@ -6,6 +6,8 @@
 #       REMOTE is "ADDR" or "ADDR:PORT" (udp, default port 1194); the
 #       client's files are $OVT_DIR/NAME.{conf,log,mgmt}; its PID is in
 #       OVT_CLIENT_PID[NAME]. Extra config lines: OVT_CLIENT_EXTRA.
+#       OVT_CLIENT_DEV_TYPE=tap makes a bridged client (device tap0).
+#       OVT_CLIENT_DEV_TYPE=tap makes a bridged client (device tap0).
 #   ovt_client_stop NAME
 #   ovt_client_log NAME                      path of its log
 #   ovt_mgmt_cmd SOCK CMD                     one management command, reply
@@ -45,8 +47,13 @@ ovt_client_conf() {
     local conf="$OVT_DIR/$name.conf" r addr port
     {
         echo "client"
-        echo "dev tun0"
-        echo "dev-type tun"
+        if [ "${OVT_CLIENT_DEV_TYPE:-tun}" = tap ]; then
+            echo "dev tap0"
+            echo "dev-type tap"
+        else
+            echo "dev tun0"
+            echo "dev-type tun"
+        fi
         echo "proto udp"
         for r in "$@"; do
             addr=${r%%:*}

@@ -587,6 +587,73 @@ static const struct node_test_bad node_test_cluster_bads[] = {
       "t.yaml:10:9: cluster.role: 'primary' is not one of active|standby" },
 };
 
+#define NODE_TEST_TAP_OVPN                                             \
+    "openvpn: {dev: tap0, dev_type: tap, ca: /a, cert: /c, key: /k,\n" \
+    "          network: 100.64.0.0/24}\n"
+#define NODE_TEST_TAP_CL                                              \
+    "cluster: {raft_id: 3, address: 198.18.0.3:7000, data_dir: /d,\n" \
+    "          ca: /a, cert: /c, key: /k}\n"
+
+static void node_test_bridge(void **state)
+{
+    (void)state;
+    struct node_cfg *cfg = node_test_load_ok(
+        "node: {id: gw1}\n" NODE_TEST_TAP_OVPN NODE_TEST_TAP_CL
+        "bridge: {name: br0, uplink: eth1}\n");
+    assert_true(cfg->openvpn.tap);
+    assert_true(cfg->bridge.enabled);
+    assert_string_equal(cfg->bridge.name, "br0");
+    assert_string_equal(cfg->bridge.uplink, "eth1");
+    node_cfg_free(cfg);
+    cfg = node_test_load_ok(NODE_TEST_BASE);
+    assert_false(cfg->openvpn.tap);
+    assert_false(cfg->bridge.enabled);
+    node_cfg_free(cfg);
+}
+
+static const struct node_test_bad node_test_bridge_bads[] = {
+    { "node: {id: gw1}\n" NODE_TEST_TAP_OVPN NODE_TEST_TAP_CL,
+      "t.yaml:2:32: openvpn.dev_type: tap needs a bridge: section ("
+      "bridge.name, bridge.uplink)" },
+    { "node: {id: gw1}\n"
+      "openvpn: {ca: /a, cert: /c, key: /k, network: "
+      "100.64.0.0/24}\n" NODE_TEST_TAP_CL "bridge: {name: br0, uplink: eth1}\n",
+      "t.yaml:5:9: bridge: needs openvpn.dev_type: tap and a genera"
+      "ted openvpn config (no openvpn.config)" },
+    { "node: {id: gw1}\n" NODE_TEST_TAP_OVPN
+      "bridge: {name: br0, uplink: eth1}\n",
+      "t.yaml:4:9: bridge: needs the cluster: section (the MAC map "
+      "is replicated state)" },
+    { "node: {id: gw1}\n" NODE_TEST_TAP_OVPN NODE_TEST_TAP_CL
+      "bridge: {name: br0, uplink: tap0}\n",
+      "t.yaml:6:9: bridge: bridge.name, bridge.uplink and openvpn.d"
+      "ev must be three different devices" },
+    { "node: {id: gw1}\n" NODE_TEST_TAP_OVPN NODE_TEST_TAP_CL
+      "bridge: {name: br0}\n",
+      "t.yaml:1:1: bridge.uplink: must not be empty" },
+};
+
+static void node_test_bridge_errors(void **state)
+{
+    (void)state;
+    size_t n = sizeof(node_test_bridge_bads) / sizeof(node_test_bridge_bads[0]);
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct node_cfg *cfg = NULL;
+        char err[512];
+        int rv = node_cfg_load_string("t.yaml", node_test_bridge_bads[i].yaml,
+                                      &cfg, err, sizeof(err));
+        if (rv != OVHA_ECONFIG ||
+            strcmp(err, node_test_bridge_bads[i].err) != 0) {
+            print_error("case %zu: rv=%d\n  got:  %s\n  want: %s\n", i, rv, err,
+                        node_test_bridge_bads[i].err);
+            bad++;
+        }
+        assert_null(cfg);
+    }
+    assert_int_equal(bad, 0);
+}
+
 static void node_test_cluster_errors(void **state)
 {
     (void)state;
@@ -1410,6 +1477,8 @@ int node_test_config(void)
         cmocka_unit_test(node_test_cluster_full),
         cmocka_unit_test(node_test_cluster_defaults),
         cmocka_unit_test(node_test_cluster_errors),
+        cmocka_unit_test(node_test_bridge),
+        cmocka_unit_test(node_test_bridge_errors),
         cmocka_unit_test(node_test_cluster_reload),
         cmocka_unit_test(node_test_upstream_defaults),
         cmocka_unit_test(node_test_upstream_full),

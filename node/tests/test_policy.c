@@ -98,6 +98,36 @@ static void test_policy_static_ip_group_and_own_routes(void **state)
     assert_int_equal(d.iroutes[0].prefix, 24);
 }
 
+static void node_test_grant_cb(const struct node_grant *g, void *data)
+{
+    *(struct node_grant *)data = *g;
+}
+
+/* The rules source names the client's groups for the replicated session
+ * (the firewall's membership); a CN without an entry has none. */
+static void test_policy_grant_groups(void **state)
+{
+    struct node_test_policy_state *st = *state;
+    struct node_rules rules;
+    struct node_grant g;
+    void *h = NULL;
+    node_policy_rules(st->p, &rules);
+    struct node_decision_req req = {
+        .cid = 1, .kid = 1, .cn = "alice", .username = "", .real_ip = ""
+    };
+    assert_int_equal(
+        rules.ops->lookup(rules.impl, &req, node_test_grant_cb, &g, &h), 0);
+    assert_string_equal(g.groups, "staff");
+    req.cn = "bob";
+    assert_int_equal(
+        rules.ops->lookup(rules.impl, &req, node_test_grant_cb, &g, &h), 0);
+    assert_string_equal(g.groups, "");
+
+    char names[3][64] = { "a", "b-1", "c.d" };
+    node_grant_join_groups(&g, names, 3);
+    assert_string_equal(g.groups, "a,b-1,c.d");
+}
+
 static void test_policy_deny_rule_and_default(void **state)
 {
     struct node_test_policy_state *st = *state;
@@ -278,6 +308,9 @@ int node_test_policy(void)
             test_policy_static_ip_group_and_own_routes, node_test_policy_setup,
             node_test_policy_teardown),
         cmocka_unit_test_setup_teardown(test_policy_deny_rule_and_default,
+                                        node_test_policy_setup,
+                                        node_test_policy_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_grant_groups,
                                         node_test_policy_setup,
                                         node_test_policy_teardown),
         cmocka_unit_test_setup_teardown(test_policy_pool_sticky_and_exhaustion,
