@@ -63,6 +63,9 @@ struct mgmt_cmd {
     uint64_t seq;
     enum mgmt_cmd_kind kind;
     bool no_reply; /* "version N": openvpn 2.6 never answers it */
+    /* Replies of leading commands of a batch (mgmt_conn_send_n) still to
+     * come before the last one, which goes to cb. */
+    unsigned lead_replies;
     mgmt_reply_cb cb;
     void *data;
     size_t len;
@@ -300,6 +303,17 @@ static void mgmt_conn_complete(struct mgmt_conn *m,
     struct mgmt_cmd *c = m->inflight;
     if (c == NULL) {
         LOG_DEBUG(MGMT_MOD, "reply with no command in flight ignored");
+        return;
+    }
+    if (c->lead_replies > 0) {
+        /* A leading command of a batch: its outcome is only logged; the
+         * command timer keeps covering the whole batch. */
+        c->lead_replies--;
+        if (status != 0) {
+            LOG_DEBUG(
+                MGMT_MOD, "leading command of a batch: %s",
+                r != NULL && r->text != NULL ? r->text : ovha_strerror(status));
+        }
         return;
     }
     m->inflight = NULL;
@@ -750,12 +764,22 @@ int mgmt_conn_send(struct mgmt_conn *m,
                    mgmt_reply_cb cb,
                    void *data)
 {
+    return mgmt_conn_send_n(m, text, len, 1, cb, data);
+}
+
+int mgmt_conn_send_n(struct mgmt_conn *m,
+                     const char *text,
+                     size_t len,
+                     unsigned nreplies,
+                     mgmt_reply_cb cb,
+                     void *data)
+{
     /* Only while a link exists: a command written after a reconnect
      * could reach a different client under the same CID. */
     if (m->state != MGMT_CS_SETUP && m->state != MGMT_CS_UP) {
         return OVHA_ECLOSED;
     }
-    if (text == NULL || len == 0) {
+    if (text == NULL || len == 0 || nreplies == 0) {
         return -EINVAL;
     }
     struct mgmt_cmd *c = mgmt_conn_cmd_new(m, MGMT_CMD_USER, text, len);
@@ -765,6 +789,7 @@ int mgmt_conn_send(struct mgmt_conn *m,
     c->cb = cb;
     c->data = data;
     c->no_reply = mgmt_conn_is_no_reply(text, len);
+    c->lead_replies = nreplies - 1;
     mgmt_conn_q_push(&m->user, c);
     if (m->state == MGMT_CS_UP) {
         mgmt_conn_pump(m);

@@ -291,6 +291,17 @@ int mgmt_conn_send(struct mgmt_conn *m,
                    mgmt_reply_cb cb,
                    void *data);
 
+/* Like mgmt_conn_send for a batch of nreplies commands written with one
+ * uv_write (nothing interleaves, and openvpn reads them in one go). cb
+ * gets the reply of the last command; the earlier ones are only logged.
+ * One command timeout covers the batch. */
+int mgmt_conn_send_n(struct mgmt_conn *m,
+                     const char *text,
+                     size_t len,
+                     unsigned nreplies,
+                     mgmt_reply_cb cb,
+                     void *data);
+
 bool mgmt_conn_is_up(const struct mgmt_conn *m);
 
 /* Counters for metrics and tests. */

@@ -14,6 +14,7 @@ struct node_pending {
     uint64_t cid;
     uint32_t kid;
     bool reauth;
+    bool push_early; /* the client takes a PUSH_REPLY without a request */
     char cn[256];
     uint64_t deadline; /* monotonic ms */
     void *handle;      /* the decider's, for cancel */
@@ -26,6 +27,7 @@ struct node_clients {
     struct mgmt_conn *mgmt;
     struct node_decider decider;
     uint64_t deadline_ms;
+    unsigned kick_timeout_s;          /* 0 = no client-pending-auth kick */
     struct node_pending *head, *tail; /* arrival order = deadline order */
     size_t npending;
     uv_timer_t timer;
@@ -72,16 +74,54 @@ static void node_clients_reply_cb(struct mgmt_conn *m,
     }
 }
 
-static int node_clients_send(struct node_clients *c,
-                             struct ovha_buf *b,
-                             const char *what)
+static int node_clients_send_n(struct node_clients *c,
+                               struct ovha_buf *b,
+                               unsigned nreplies,
+                               const char *what)
 {
-    int rv = mgmt_conn_send(c->mgmt, b->data, b->len, node_clients_reply_cb,
-                            (void *)what);
+    int rv = mgmt_conn_send_n(c->mgmt, b->data, b->len, nreplies,
+                              node_clients_reply_cb, (void *)what);
     if (rv != 0) {
         LOG_WARN("clients", "%s: cannot queue: %s", what, ovha_strerror(rv));
     }
     return rv;
+}
+
+static int node_clients_send(struct node_clients *c,
+                             struct ovha_buf *b,
+                             const char *what)
+{
+    return node_clients_send_n(c, b, 1, what);
+}
+
+/* IV_PROTO bit 2 (IV_PROTO_REQUEST_PUSH, 2.5+ clients): the server may push
+ * without waiting for the client's PUSH_REQUEST. */
+static bool node_clients_push_early(const struct mgmt_env *env)
+{
+    const char *v = mgmt_env_get(env, "IV_PROTO");
+    uint64_t bits = 0;
+    return v != NULL && ovha_parse_u64(v, UINT64_MAX, &bits) == 0 &&
+           (bits & 4) != 0;
+}
+
+/* openvpn 2.6 does not wake a client's instance when client-auth arrives;
+ * if the client finished its handshake first, nothing happens until its
+ * once-a-second PUSH_REQUEST (docs/benchmarks.md, "Failover and drain").
+ * client-pending-auth does wake it, so it goes first in the same write
+ * (written separately it can be processed too early or leave the client
+ * showing AUTH_PENDING): the PUSH_REPLY then follows the client-auth at
+ * once. Returns the number of commands prepended (0 or 1). */
+static unsigned node_clients_kick(struct node_clients *c,
+                                  const struct node_pending *p,
+                                  struct ovha_buf *b)
+{
+    if (c->kick_timeout_s == 0 || !p->push_early || p->reauth) {
+        return 0;
+    }
+    return mgmt_cmd_client_pending_auth(b, p->cid, p->kid, "",
+                                        c->kick_timeout_s) == 0
+               ? 1
+               : 0;
 }
 
 static void node_clients_send_deny(struct node_clients *c,
@@ -200,6 +240,7 @@ static void node_clients_send_auth(struct node_clients *c,
     char q[600];
     node_decision_client_config(d, push, &cfg);
     ovha_buf_init(&b);
+    unsigned lead = node_clients_kick(c, p, &b);
     int rv = mgmt_cmd_client_auth(&b, p->cid, p->kid, &cfg);
     if (rv != 0) {
         LOG_WARN("decide",
@@ -213,7 +254,7 @@ static void node_clients_send_auth(struct node_clients *c,
         ovha_buf_free(&b);
         return;
     }
-    node_clients_send(c, &b, "client-auth");
+    node_clients_send_n(c, &b, 1 + lead, "client-auth");
     ovha_buf_free(&b);
     struct node_session *s = node_clients_add(c, p->cid);
     if (s != NULL) {
@@ -332,6 +373,7 @@ static void node_clients_on_auth_request(struct node_clients *c,
     p->cid = ev->cid;
     p->kid = ev->kid;
     p->reauth = reauth;
+    p->push_early = node_clients_push_early(&ev->env);
     ovha_strlcpy(p->cn, cn, sizeof(p->cn));
     p->deadline = ovha_now_mono_ms() + c->deadline_ms;
     p->prev = c->tail;
@@ -678,6 +720,11 @@ int node_clients_new(uv_loop_t *loop,
     c->open_handles = 2;
     *ret = c;
     return 0;
+}
+
+void node_clients_set_kick(struct node_clients *c, unsigned timeout_s)
+{
+    c->kick_timeout_s = timeout_s;
 }
 
 void node_clients_set_deadline(struct node_clients *c, uint64_t deadline_ms)

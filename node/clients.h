@@ -76,6 +76,10 @@ void node_clients_on_event(struct node_clients *c, const struct mgmt_event *ev);
 void node_clients_on_link(struct node_clients *c, bool up);
 
 void node_clients_set_deadline(struct node_clients *c, uint64_t deadline_ms);
+/* timeout_s > 0: an allowed CONNECT of a client that takes an early push
+ * gets client-pending-auth (timeout_s, the handshake window) in front of
+ * its client-auth, so openvpn pushes at once (openvpn.fast_push). */
+void node_clients_set_kick(struct node_clients *c, unsigned timeout_s);
 /* Tap mode: openvpn 2.6 reports the MACs it learns from clients only in
  * its routing table (not as >CLIENT:ADDRESS), so `status 3` is polled
  * every interval_ms and each new MAC of a session goes to the decider's

@@ -79,7 +79,8 @@ struct node_cfg_openvpn {
     struct node_cfg_net network; /* tunnel network; server takes .1 */
     unsigned keepalive_interval, keepalive_timeout; /* s; 10, 60 */
     unsigned hand_window;                           /* s; default 20 */
-    unsigned verb;                   /* openvpn's log verbosity; default 3 */
+    bool fast_push; /* client-pending-auth kick before client-auth; true */
+    unsigned verb;  /* openvpn's log verbosity; default 3 */
     uint64_t restart_backoff_min_ms; /* 500 */
     uint64_t restart_backoff_max_ms; /* 30000 */
     unsigned crash_loop_limit;       /* crashes in the window; 5 */

@@ -392,6 +392,9 @@ static int node_start(struct node *n)
         rv = node_clients_new(n->loop, n->mgmt, decider,
                               n->cfg->decision_deadline_ms, &n->clients);
     }
+    if (rv == 0 && n->boot_cfg->openvpn.fast_push) {
+        node_clients_set_kick(n->clients, n->boot_cfg->openvpn.hand_window);
+    }
     if (rv == 0 && n->boot_cfg->openvpn.tap && n->repl != NULL) {
         node_clients_poll_addresses(n->clients,
                                     n->boot_cfg->cluster.route_interval_ms);

@@ -496,6 +496,41 @@ static void test_conn_client_auth_atomic(void **state)
     fx_free(&f);
 }
 
+/* A batch (client-pending-auth then client-auth) goes out in one write;
+ * the first reply is swallowed, even an ERROR, and the second answers;
+ * the next command waits for both. */
+static void test_conn_batch_two_replies(void **state)
+{
+    (void)state;
+    struct fx f;
+    fx_init(&f, true);
+    fx_start(&f);
+    serve_simple_setup(&f);
+    static const char batch[] =
+        "client-pending-auth 0 1 \"\" 20\n"
+        "client-auth 0 1\n"
+        "END\n";
+    assert_int_equal(
+        mgmt_conn_send_n(f.m, batch, sizeof(batch) - 1, 0, on_reply, &f),
+        -EINVAL);
+    assert_int_equal(
+        mgmt_conn_send_n(f.m, batch, sizeof(batch) - 1, 2, on_reply, &f), 0);
+    assert_int_equal(mgmt_conn_send(f.m, "pid\n", 4, on_reply, &f), 0);
+    expect_rx(&f, batch);
+    srv_send(&f.srv, "ERROR: client-pending-auth command failed\r\n");
+    expect_quiet(&f);
+    assert_int_equal(f.nreplies, 0);
+    srv_send(&f.srv, "SUCCESS: client-auth command succeeded\r\n");
+    expect_rx(&f, "pid\n");
+    srv_send(&f.srv, "SUCCESS: pid=7\r\n");
+    STEP_UNTIL(&f, f.nreplies == 2);
+    assert_int_equal(f.status[0], 0);
+    assert_string_equal(f.reply[0], "client-auth command succeeded");
+    assert_string_equal(f.reply[1], "pid=7");
+    assert_true(mgmt_conn_is_up(f.m));
+    fx_free(&f);
+}
+
 static void test_conn_timeout_resets(void **state)
 {
     (void)state;
@@ -862,6 +897,7 @@ const struct CMUnitTest mgmt_conn_tests[] = {
     cmocka_unit_test(test_conn_setup_and_recovery),
     cmocka_unit_test(test_conn_order_one_in_flight),
     cmocka_unit_test(test_conn_client_auth_atomic),
+    cmocka_unit_test(test_conn_batch_two_replies),
     cmocka_unit_test(test_conn_timeout_resets),
     cmocka_unit_test(test_conn_drop_reconnect),
     cmocka_unit_test(test_conn_backoff_until_listening),
