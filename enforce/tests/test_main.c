@@ -54,6 +54,8 @@ static const struct enf_t_group enf_t_groups[] = {
       true },
     { "enforce_fdb", enf_fdb_tests, &enf_fdb_ntests, false },
     { "enforce_fdb_linux", enf_fdb_linux_tests, &enf_fdb_linux_ntests, true },
+    { "enforce_fw", enf_fw_tests, &enf_fw_ntests, false },
+    { "enforce_fw_linux", enf_fw_linux_tests, &enf_fw_linux_ntests, true },
 };
 
 int main(int argc, char **argv)

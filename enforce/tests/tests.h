@@ -29,5 +29,9 @@ extern const struct CMUnitTest enf_fdb_tests[];
 extern const size_t enf_fdb_ntests;
 extern const struct CMUnitTest enf_fdb_linux_tests[];
 extern const size_t enf_fdb_linux_ntests;
+extern const struct CMUnitTest enf_fw_tests[];
+extern const size_t enf_fw_ntests;
+extern const struct CMUnitTest enf_fw_linux_tests[];
+extern const size_t enf_fw_linux_ntests;
 
 #endif
