@@ -214,6 +214,19 @@ struct proto_result;
 void node_repl_set_failover(struct node_repl *r, struct node_failover *fo);
 struct node_routes;
 /* Kicked when a local site client's subnets are registered (NULL = none). */
+/* The firewall is kicked when a local session opens (membership). */
+struct node_fw;
+void node_repl_set_fw(struct node_repl *r, struct node_fw *fw);
+/* Proposes the policy row name = body (NULL body: delete it); cb as for
+ * node_repl_set_gateway_state. Returns 0 or a negative error. */
+int node_repl_policy_put(struct node_repl *r,
+                         const char *name,
+                         const char *body,
+                         const char *actor,
+                         void (*cb)(void *data,
+                                    int status,
+                                    const struct proto_result *res),
+                         void *data);
 void node_repl_set_routes(struct node_repl *r, struct node_routes *routes);
 /* Proposes GatewaySetState(gateway, state) (an enum proto_gw_state);
  * force lets DRAINING pass with no other gateway active. cb (NULL = only

@@ -99,11 +99,22 @@ static void node_repl_closed_cb(void *data)
     node_close_tiers(n);
 }
 
+static void node_fw_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->fw = NULL;
+    node_repl_close(n->repl, node_repl_closed_cb, n);
+}
+
 static void node_routes_closed_cb(void *data)
 {
     struct node *n = data;
     n->routes = NULL;
-    node_repl_close(n->repl, node_repl_closed_cb, n);
+    if (n->fw != NULL) {
+        node_fw_close(n->fw, node_fw_closed_cb, n);
+    } else {
+        node_fw_closed_cb(n);
+    }
 }
 
 static void node_failover_closed_cb(void *data)
@@ -113,7 +124,7 @@ static void node_failover_closed_cb(void *data)
     if (n->routes != NULL) {
         node_routes_close(n->routes, node_routes_closed_cb, n);
     } else {
-        node_repl_close(n->repl, node_repl_closed_cb, n);
+        node_routes_closed_cb(n);
     }
 }
 
@@ -357,6 +368,13 @@ static int node_start_cluster(struct node *n,
     if (rv == 0) {
         node_repl_set_routes(n->repl, n->routes);
     }
+    /* Bridged traffic does not pass the inet forward hook: no firewall. */
+    if (rv == 0 && !n->boot_cfg->openvpn.tap) {
+        rv = node_fw_new(n->loop, n->boot_cfg, n->fsm, &n->fw);
+    }
+    if (rv == 0) {
+        node_repl_set_fw(n->repl, n->fw);
+    }
     return rv;
 }
 
@@ -405,6 +423,9 @@ static int node_start(struct node *n)
         if (n->routes != NULL) {
             node_routes_start(n->routes);
         }
+        if (n->fw != NULL) {
+            node_fw_start(n->fw);
+        }
     }
     if (rv == 0) {
         rv = node_start_signals(n);
@@ -432,6 +453,9 @@ static int node_start(struct node *n)
     }
     if (rv == 0) {
         rv = node_api_gateway_register(n);
+    }
+    if (rv == 0) {
+        rv = node_api_policy_register(n);
     }
     if (rv == 0) {
         rv = mgmt_conn_start(n->mgmt);

@@ -14,6 +14,7 @@
 #include "node/config.h"
 #include "node/decide.h"
 #include "node/failover.h"
+#include "node/firewall.h"
 #include "node/http.h"
 #include "node/routes.h"
 #include "node/supervisor.h"
@@ -43,6 +44,7 @@ struct node {
     struct node_repl *repl;         /* the replicated decider (replicated.c) */
     struct node_failover *failover; /* liveness, fencing, drain */
     struct node_routes *routes;     /* NULL unless cluster.routes */
+    struct node_fw *fw;             /* the firewall; NULL when tap */
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     int exit_code;
@@ -58,5 +60,8 @@ int node_api_cluster_register(struct node *n);
 /* Registers /v1/gateways/drain, /v1/gateways/activate and /v1/failover
  * (api_gateway.c); 409 on a standalone node. */
 int node_api_gateway_register(struct node *n);
+/* Registers /v1/policy/firewall... (api_policy.c); 409 when standalone or
+ * bridged (no firewall there). */
+int node_api_policy_register(struct node *n);
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "proto/proto.h"
 
 enum {
     OVHACTL_OK = 0,
@@ -906,6 +907,140 @@ static int ovhactl_cmd_failover(struct ovhactl *ctl, int argc, char **argv)
     return ovhactl_show(ctl, "/v1/failover");
 }
 
+/* ---- firewall policy ----------------------------------------------------
+ */
+
+#define OVHACTL_POLICY_PATH "/v1/policy/firewall"
+
+static int ovhactl_cmd_policy_show(struct ovhactl *ctl, int argc, char **argv)
+{
+    json_t *j = NULL;
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("policy show takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    int rv = ovhactl_call(ctl, "GET", OVHACTL_POLICY_PATH, NULL, &j);
+    if (rv == 0 && !ctl->json) {
+        char *doc = json_dumps(json_object_get(j, "policy"), JSON_INDENT(2));
+        printf("%s\n", doc != NULL ? doc : "");
+        free(doc);
+    }
+    json_decref(j);
+    return rv;
+}
+
+/* Reads a policy file whole (at most 64 KiB). NULL after printing why. */
+static char *ovhactl_read_policy(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        ovhactl_err("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = ovha_malloc(PROTO_POLICY_MAX + 1);
+    size_t n = buf != NULL ? fread(buf, 1, PROTO_POLICY_MAX + 1, f) : 0;
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (buf == NULL || bad || n == 0 || n > PROTO_POLICY_MAX - 1) {
+        ovhactl_err("%s: %s", path,
+                    buf == NULL ? "out of memory"
+                    : bad       ? "read error"
+                                : "empty or larger than 65535 bytes");
+        ovha_free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static int ovhactl_cmd_policy_apply(struct ovhactl *ctl, int argc, char **argv)
+{
+    json_t *j = NULL;
+    if (argc != 1) {
+        ovhactl_err("policy apply needs exactly one FILE");
+        return OVHACTL_USAGE;
+    }
+    char *body = ovhactl_read_policy(argv[0]);
+    if (body == NULL) {
+        return OVHACTL_USAGE;
+    }
+    int rv = ovhactl_call(ctl, "PUT", OVHACTL_POLICY_PATH, body, &j);
+    ovha_free(body);
+    if (rv == 0 && !ctl->json) {
+        printf(
+            "firewall policy committed; every gateway applies it within "
+            "its reconcile interval\n");
+    }
+    json_decref(j);
+    return rv;
+}
+
+static int ovhactl_cmd_policy_delete(struct ovhactl *ctl, int argc, char **argv)
+{
+    json_t *j = NULL;
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("policy delete takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    int rv = ovhactl_call(ctl, "DELETE", OVHACTL_POLICY_PATH, NULL, &j);
+    if (rv == 0 && !ctl->json) {
+        printf("firewall policy deleted: nothing is filtered\n");
+    }
+    json_decref(j);
+    return rv;
+}
+
+static int ovhactl_cmd_policy_explain(struct ovhactl *ctl,
+                                      int argc,
+                                      char **argv)
+{
+    json_t *j = NULL;
+    uint64_t port = 0;
+    if (argc < 3 || argc > 4 ||
+        (argc == 4 && ovha_parse_u64(argv[3], 65535, &port) != 0)) {
+        ovhactl_err("policy explain needs SRC DST PROTO [PORT]");
+        return OVHACTL_USAGE;
+    }
+    int rv = ovhactl_post(
+        ctl, OVHACTL_POLICY_PATH "/explain",
+        json_pack("{s:s, s:s, s:s, s:I}", "src", argv[0], "dst", argv[1],
+                  "proto", argv[2], "port", (json_int_t)port),
+        &j);
+    if (rv == 0 && !ctl->json) {
+        printf("%s (%s)\n", json_string_value(json_object_get(j, "verdict")),
+               json_string_value(json_object_get(j, "reason")));
+    }
+    json_decref(j);
+    return rv;
+}
+
+static int ovhactl_cmd_policy_compiled(struct ovhactl *ctl,
+                                       int argc,
+                                       char **argv)
+{
+    json_t *j = NULL, *v;
+    const char *key;
+    (void)argv;
+    if (argc != 0) {
+        ovhactl_err("policy compiled takes no arguments");
+        return OVHACTL_USAGE;
+    }
+    int rv =
+        ovhactl_call(ctl, "GET", OVHACTL_POLICY_PATH "/compiled", NULL, &j);
+    if (rv == 0 && !ctl->json) {
+        const char *table = json_string_value(json_object_get(j, "table"));
+        printf("%s", table != NULL ? table : "no table: no policy applied\n");
+        json_object_foreach(json_object_get(j, "stats"), key, v)
+        {
+            ovhactl_print_field("# ", key, v);
+        }
+    }
+    json_decref(j);
+    return rv;
+}
+
 static int ovhactl_cmd_macs(struct ovhactl *ctl, int argc, char **argv)
 {
     (void)argv;
@@ -1341,6 +1476,33 @@ static const struct ovhactl_cmd ovhactl_cmds[] = {
       "and counters: fences, clients killed while fenced or draining,\n"
       "gateways it marked down as leader, standby role changes.\n",
       ovhactl_cmd_failover },
+    { "policy show", "",
+      "the replicated firewall policy (GET /v1/policy/firewall)",
+      "Prints the firewall policy document (docs/firewall.md). Exit status\n"
+      "1 when there is none (nothing is filtered).\n",
+      ovhactl_cmd_policy_show },
+    { "policy apply", "FILE",
+      "replace the firewall policy (PUT /v1/policy/firewall)",
+      "Checks FILE (a JSON policy document) and replicates it; every\n"
+      "gateway applies it to its live clients without reconnecting them.\n"
+      "A bad document is refused with the JSON path of the problem and\n"
+      "nothing changes. Exit status: 0 committed, 1 refused or failed.\n",
+      ovhactl_cmd_policy_apply },
+    { "policy delete", "",
+      "remove the firewall policy (DELETE /v1/policy/firewall)",
+      "Deletes the replicated policy: every gateway removes its table.\n",
+      ovhactl_cmd_policy_delete },
+    { "policy explain", "SRC DST PROTO [PORT]",
+      "which rule decides a connection (POST /v1/policy/firewall/explain)",
+      "Prints accept or drop for the first packet from SRC to DST (PROTO\n"
+      "tcp, udp, icmp or any) and what decides it: 'rule NAME',\n"
+      "'isolation', 'default' or 'not from a client'.\n",
+      ovhactl_cmd_policy_explain },
+    { "policy compiled", "",
+      "this gateway's nftables table (GET /v1/policy/firewall/compiled)",
+      "Prints the table as the kernel listed it after the last change,\n"
+      "then the reconciler's counters as '# key: value' lines.\n",
+      ovhactl_cmd_policy_compiled },
     { "macs", "", "the replicated MAC map of bridged clients (GET /v1/macs)",
       "Every client MAC openvpn learned on a tap gateway, with its CN,\n"
       "session and gateway, from this node's applied state. Each gateway's\n"

@@ -44,6 +44,7 @@
 #include "node/clients.h"
 #include "node/decide.h"
 #include "node/failover.h"
+#include "node/firewall.h"
 #include "node/routes.h"
 #include "proto/proto.h"
 #include "raft/raft.h"
@@ -67,6 +68,7 @@ struct node_repl {
     struct node_rules rules;
     struct node_failover *fo;   /* admission gate (NULL = none) */
     struct node_routes *routes; /* kicked when local subnets appear */
+    struct node_fw *fw;         /* kicked when a local session opens */
     struct node_clients *clients;
     uint64_t req_base; /* random per process: req_ids never collide */
     uint64_t req_seq;
@@ -310,6 +312,7 @@ static void node_repl_decided_cb(void *data,
     } else {
         d->session_id = res->session_id;
         d->over_quota = res->over_quota;
+        node_fw_kick(r->fw); /* its address joins its groups' sets */
         if (d->ip[0] == '\0') {
             ovha_strlcpy(d->ip, res->ip4, sizeof(d->ip));
         }
@@ -875,6 +878,35 @@ void node_repl_set_failover(struct node_repl *r, struct node_failover *fo)
 void node_repl_set_routes(struct node_repl *r, struct node_routes *routes)
 {
     r->routes = routes;
+}
+
+void node_repl_set_fw(struct node_repl *r, struct node_fw *fw)
+{
+    r->fw = fw;
+}
+
+int node_repl_policy_put(struct node_repl *r,
+                         const char *name,
+                         const char *body,
+                         const char *actor,
+                         rft_propose_cb cb,
+                         void *data)
+{
+    struct proto_cmd c;
+    if (body != NULL) {
+        node_repl_cmd_init(r, &c, PROTO_CMD_POLICY_PUT);
+        ovha_strlcpy(c.u.policy_put.name, name, sizeof(c.u.policy_put.name));
+        c.u.policy_put.body = ovha_strdup(body); /* proto_cmd_clear frees */
+        if (c.u.policy_put.body == NULL) {
+            return -ENOMEM;
+        }
+    } else {
+        node_repl_cmd_init(r, &c, PROTO_CMD_POLICY_DELETE);
+        ovha_strlcpy(c.u.policy_delete.name, name,
+                     sizeof(c.u.policy_delete.name));
+    }
+    ovha_strlcpy(c.actor, actor, sizeof(c.actor));
+    return node_repl_propose(r, &c, cb, data, 0);
 }
 
 int node_repl_set_gateway_state(struct node_repl *r,

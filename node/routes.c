@@ -1,7 +1,6 @@
-/* node/routes: kernel routes derived from the replicated state. See
- * routes.h. The desired set is built on the loop (FSM queries are
- * in-memory SQLite reads); the netlink work runs in a uv_queue_work job,
- * one at a time, and a kick during a job schedules one more pass.
+/* node/routes: kernel routes (and, bridged, the bridge FDB) derived from
+ * the replicated state. See routes.h. Passes are node/job passes: the
+ * desired set is built on the loop, netlink runs in the thread pool.
  */
 #include "node/routes.h"
 
@@ -13,6 +12,7 @@
 #include "enforce/fdb.h"
 #include "enforce/route.h"
 #include "fsm/fsm.h"
+#include "node/job.h"
 
 #define ROUTES_MOD     "routes"
 #define ROUTES_MAX_GWS 64
@@ -44,15 +44,11 @@ struct routes_build {
 };
 
 struct node_routes {
-    uv_loop_t *loop;
     const struct node_cfg *cfg;
     struct fsm *fsm;
     struct enf_route *er;
     struct enf_fdb *fdb; /* NULL unless bridged */
-    uv_timer_t timer;
-    uv_work_t work;
-    bool running, again, closing;
-    int close_pending;
+    struct node_job *job;
     /* The job's input and output (owned by the job while running). */
     struct enf_route_entry *job_routes;
     size_t job_n;
@@ -256,9 +252,9 @@ static int routes_build(struct node_routes *nr, struct routes_build *b)
 /* ---- the job
  * ------------------------------------------------------------------- */
 
-static void routes_work_cb(uv_work_t *w)
+static void routes_work(void *data)
 {
-    struct node_routes *nr = w->data;
+    struct node_routes *nr = data;
     int rv = 0;
     nr->job_err[0] = '\0';
     if (nr->er != NULL) {
@@ -275,33 +271,6 @@ static void routes_work_cb(uv_work_t *w)
         }
     }
     nr->job_rv = rv;
-}
-
-static void routes_run(struct node_routes *nr);
-
-static void routes_finish(struct node_routes *nr)
-{
-    void (*cb)(void *) = nr->close_cb;
-    void *data = nr->close_data;
-    enf_route_free(nr->er);
-    enf_fdb_free(nr->fdb);
-    ovha_free(nr);
-    if (cb != NULL) {
-        cb(data);
-    }
-}
-
-/* Closing waits for the timer and for a running job, whichever is last. */
-static void routes_close_step(struct node_routes *nr)
-{
-    if (--nr->close_pending == 0) {
-        routes_finish(nr);
-    }
-}
-
-static void routes_timer_closed_cb(uv_handle_t *h)
-{
-    routes_close_step(h->data);
 }
 
 static void routes_copy_stats(struct node_routes *nr)
@@ -323,11 +292,9 @@ static void routes_copy_stats(struct node_routes *nr)
     }
 }
 
-static void routes_after_cb(uv_work_t *w, int status)
+static void routes_after(void *data)
 {
-    struct node_routes *nr = w->data;
-    (void)status;
-    nr->running = false;
+    struct node_routes *nr = data;
     ovha_free(nr->job_routes);
     nr->job_routes = NULL;
     ovha_free(nr->job_fdb);
@@ -340,49 +307,39 @@ static void routes_after_cb(uv_work_t *w, int status)
         LOG_WARN(ROUTES_MOD, "reconcile: %s", nr->job_err);
     }
     routes_copy_stats(nr);
-    if (nr->closing) {
-        routes_close_step(nr);
-        return;
-    }
-    if (nr->again) {
-        nr->again = false;
-        routes_run(nr);
-    }
 }
 
-static void routes_run(struct node_routes *nr)
+static int routes_build_job(void *data)
 {
+    struct node_routes *nr = data;
     struct routes_build b;
-    if (nr->running) {
-        nr->again = true;
-        return;
-    }
     if (routes_build(nr, &b) != 0) {
         LOG_WARN(ROUTES_MOD, "reading the replicated state failed");
-        return;
+        return -1;
     }
     nr->job_routes = b.out;
     nr->job_n = b.n;
     nr->job_fdb = b.fdb;
     nr->job_nfdb = b.nfdb;
+    nr->job_rv = OVHA_ECLOSED; /* until work runs */
+    snprintf(nr->job_err, sizeof(nr->job_err), "the pass did not run");
     nr->stats.desired = b.n;
     nr->stats.fdb.desired = b.nfdb;
-    nr->running = true;
-    nr->work.data = nr;
-    if (uv_queue_work(nr->loop, &nr->work, routes_work_cb, routes_after_cb) !=
-        0) {
-        nr->running = false;
-        ovha_free(nr->job_routes);
-        nr->job_routes = NULL;
-        ovha_free(nr->job_fdb);
-        nr->job_fdb = NULL;
-    }
+    return 0;
 }
 
-static void routes_timer_cb(uv_timer_t *t)
+static void routes_free(struct node_routes *nr)
 {
-    routes_run(t->data);
+    enf_route_free(nr->er);
+    enf_fdb_free(nr->fdb);
+    ovha_free(nr);
 }
+
+static const struct node_job_ops routes_job_ops = {
+    .build = routes_build_job,
+    .work = routes_work,
+    .after = routes_after,
+};
 
 /* ---- public
  * -------------------------------------------------------------------- */
@@ -393,12 +350,14 @@ int node_routes_new(uv_loop_t *loop,
                     struct node_routes **ret)
 {
     struct node_routes *nr = ovha_calloc(1, sizeof(*nr));
-    char err[256];
+    char err[256] = "out of memory";
     if (nr == NULL) {
         return -ENOMEM;
     }
-    int rv = 0;
-    if (cfg->cluster.routes) {
+    nr->cfg = cfg;
+    nr->fsm = fsm;
+    int rv = node_job_new(loop, &routes_job_ops, nr, &nr->job);
+    if (rv == 0 && cfg->cluster.routes) {
         struct enf_route_config ec = {
             .backend = "linux",
             .protocol = (uint8_t)cfg->cluster.route_protocol,
@@ -418,29 +377,25 @@ int node_routes_new(uv_loop_t *loop,
     }
     if (rv != 0) {
         LOG_ERR(ROUTES_MOD, "route reconciler: %s", err);
-        enf_route_free(nr->er);
-        ovha_free(nr);
+        if (nr->job != NULL) {
+            node_job_close(nr->job, NULL, NULL);
+        }
+        routes_free(nr);
         return rv;
     }
-    nr->loop = loop;
-    nr->cfg = cfg;
-    nr->fsm = fsm;
-    uv_timer_init(loop, &nr->timer);
-    nr->timer.data = nr;
     *ret = nr;
     return 0;
 }
 
 void node_routes_start(struct node_routes *nr)
 {
-    uint64_t ms = nr->cfg->cluster.route_interval_ms;
-    uv_timer_start(&nr->timer, routes_timer_cb, ms, ms);
+    node_job_start(nr->job, nr->cfg->cluster.route_interval_ms);
 }
 
 void node_routes_kick(struct node_routes *nr)
 {
-    if (nr != NULL && !nr->closing) {
-        routes_run(nr);
+    if (nr != NULL) {
+        node_job_kick(nr->job);
     }
 }
 
@@ -450,13 +405,22 @@ void node_routes_get_stats(const struct node_routes *nr,
     *ret = nr->stats;
 }
 
+static void routes_job_closed_cb(void *data)
+{
+    struct node_routes *nr = data;
+    void (*cb)(void *) = nr->close_cb;
+    void *cb_data = nr->close_data;
+    routes_free(nr);
+    if (cb != NULL) {
+        cb(cb_data);
+    }
+}
+
 void node_routes_close(struct node_routes *nr,
                        void (*cb)(void *data),
                        void *data)
 {
-    nr->closing = true;
     nr->close_cb = cb;
     nr->close_data = data;
-    nr->close_pending = nr->running ? 2 : 1;
-    uv_close((uv_handle_t *)&nr->timer, routes_timer_closed_cb);
+    node_job_close(nr->job, routes_job_closed_cb, nr);
 }

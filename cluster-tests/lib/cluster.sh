@@ -103,6 +103,12 @@ policy:
   groups:
     - name: staff
       routes: [100.96.10.0/24]
+EOF_POL
+    # More groups (YAML list items) for OVT_CLU_POLICY_EXTRA's clients.
+    if [ -n "${OVT_CLU_GROUPS_EXTRA:-}" ]; then
+        printf '%s\n' "$OVT_CLU_GROUPS_EXTRA"
+    fi
+    cat <<'EOF_POL'
   clients:
     - cn: alice
       groups: [staff]

@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# e2e/enforce.sh: enforcement on the wire with real openvpn clients on a
+# 3-gateway cluster: the replicated firewall policy compiled to nftables.
+#
+#   a. without a policy nothing is filtered
+#   b. isolation: a client cannot reach another client, on its own gateway
+#      or on another one
+#   c. a policy change allowing staff -> web on one TCP port reaches the
+#      gateways and applies to the live clients without reconnecting them:
+#      that port works, another does not; explain names the deciding rule
+#   d. a group rule to a host behind the gateway: the allowed port works,
+#      another port does not (default drop)
+#   e. the table altered by hand (deleted, a set flushed) is restored
+#   f. a bad document is refused with its JSON path and changes nothing;
+#      deleting the policy removes the table
+#
+# Gateways at 198.18.0.1-3, clients from 198.18.0.11, a server host at
+# 100.96.10.100 behind gw1 (on a link of its own; clients in the staff
+# group get a route to 100.96.10.0/24 through the tunnel). Binaries from
+# OVHA_BIN. Every wait is bounded.
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../lib/tap.sh"
+. "$HERE/../lib/netns.sh"
+. "$HERE/../lib/pki.sh"
+. "$HERE/../lib/openvpn.sh"
+. "$HERE/../lib/ovhad.sh"
+. "$HERE/../lib/cluster.sh"
+
+STEP=30
+APPLY=10 # a pass every route_interval_ms (1 s) and on change
+REPAIR=20 # a check every 5 passes, then the next pass repairs
+SRV=100.96.10.100
+OVT_CLU_CLIENTS="alice bob webby"
+OVT_CLU_GROUPS_EXTRA="    - name: web"
+OVT_CLU_POLICY_EXTRA="    - cn: webby
+      groups: [staff, web]"
+
+ovt_require_netns
+for tool in openvpn nft jq python3; do
+    command -v "$tool" >/dev/null 2>&1 || ovt_skip_all "$tool not installed"
+done
+ovt_init
+if ! ovt_ovhad_bin_check; then
+    ovt_not_ok "ovhad and ovhactl found in OVHA_BIN=$OVHA_BIN"
+    exit 1
+fi
+
+# ---- helpers ----------------------------------------------------------------
+
+cns() {
+    ovt_ns "c-$1"
+}
+
+addr_of() {
+    tun_addr "$(cns "$1")" tun0
+}
+
+inits() {
+    grep -c 'Initialization Sequence Completed' "$(ovt_client_log "$1")" \
+        2>/dev/null
+}
+
+# listen NS PORT...: a TCP listener on each port for at most 10 minutes.
+listen() {
+    local ns=$1
+    shift
+    ip netns exec "$ns" timeout 600 python3 -c '
+import select, socket, sys
+socks = []
+for p in sys.argv[1:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", int(p)))
+    s.listen(16)
+    socks.append(s)
+while True:
+    for s in select.select(socks, [], [])[0]:
+        c, _ = s.accept()
+        c.close()
+' "$@" >/dev/null 2>&1 &
+    ovt_track_pid $!
+}
+
+# connects FROM_NS IP PORT: a TCP connection is accepted within 2 s.
+connects() {
+    ip netns exec "$1" timeout 4 python3 -c '
+import socket, sys
+socket.create_connection((sys.argv[1], int(sys.argv[2])), 2).close()
+' "$2" "$3" >/dev/null 2>&1
+}
+
+blocked() {
+    ! connects "$@"
+}
+
+# Polls until the connection works / is blocked (a pass may be pending).
+becomes_open() {
+    ovt_wait_until "$APPLY" connects "$@"
+}
+
+becomes_blocked() {
+    ovt_wait_until "$APPLY" blocked "$@"
+}
+
+policy_apply() {
+    local f="$OVT_DIR/policy.json"
+    printf '%s\n' "$1" >"$f"
+    ovt_ctl 2 policy apply "$f" >"$OVT_DIR/policy.out" 2>&1
+}
+
+explains() {
+    [ "$(ovt_ctl 1 policy explain "$1" "$2" tcp "$3" 2>/dev/null)" = "$4" ]
+}
+
+has_table() {
+    ip netns exec "$(ovt_ns "gw$1")" nft list table inet ovha >/dev/null 2>&1
+}
+
+# ---- setup --------------------------------------------------------------------
+
+ovt_switch_create || exit 1
+for n in 1 2 3; do
+    ovt_gw_host "$n" || exit 1
+done
+i=11
+for c in $OVT_CLU_CLIENTS; do
+    ovt_host_add "c-$c" "198.18.0.$i" || exit 1
+    i=$((i + 1))
+done
+ovt__ns_add "$(ovt_ns srv)" || exit 1
+ip -n "$(ovt_ns gw1)" link add lan0 type veth peer name eth0 \
+    netns "$(ovt_ns srv)" || exit 1
+ip -n "$(ovt_ns gw1)" addr add 100.96.10.1/24 dev lan0
+ip -n "$(ovt_ns gw1)" link set lan0 up
+ip -n "$(ovt_ns srv)" addr add "$SRV/24" dev eth0
+ip -n "$(ovt_ns srv)" link set eth0 up
+ip -n "$(ovt_ns srv)" route add default via 100.96.10.1
+if ! ovt_cluster_pki; then
+    ovt_not_ok "test PKI" "see $OVT_DIR/pki/openssl.log, $OVT_DIR/raft-pki.log"
+    exit 1
+fi
+for n in 1 2 3; do
+    ovt_gw_config "$n" "$([ "$n" = 1 ] && echo true || echo false)"
+    ip netns exec "$(ovt_ns "gw$n")" sysctl -qw net.ipv4.ip_forward=1
+done
+ovt_gw_start 1
+if ! ovt_wait_healthy 1 "$STEP" ||
+    ! ovt_wait_until "$STEP" ovt__agreed_leader_q 1; then
+    ovt_not_ok "gw1 answers health and leads" "$(tail -n 5 "$(ovt_gw_log 1)")"
+    exit 1
+fi
+ovt_gw_start 2
+ovt_gw_start 3
+ovt_wait_until "$STEP" eval 'ovt__ctl_ok 2 health && ovt__ctl_ok 3 health'
+for n in 2 3; do
+    ovt_ctl 1 cluster join "$n" "$(ovt_gw_addr "$n"):7000" >/dev/null 2>&1
+done
+if ! ovt_wait_until "$STEP" ovt_voters_are 1,2,3 1 2 3; then
+    ovt_not_ok "three voters" "$(ovt_cluster_status 1)"
+    exit 1
+fi
+ovt_ok "a 3-gateway cluster"
+
+ovt_clu_client alice 1 2 3
+ovt_clu_client webby 1 2 3
+ovt_clu_client bob 2 3 1
+declare -A IP=()
+for c in alice webby bob; do
+    ovt_check "$c is connected" \
+        ovt_wait_until "$STEP" eval "[ -n \"\$(addr_of $c)\" ]"
+    IP[$c]=$(addr_of "$c")
+done
+ovt_diag "alice ${IP[alice]} (gw1), webby ${IP[webby]} (gw1), bob ${IP[bob]} (gw2)"
+listen "$(cns webby)" 5001 5002
+listen "$(cns bob)" 5001
+listen "$(ovt_ns srv)" 8080 8081
+A=$(cns alice)
+
+# ---- a. no policy ------------------------------------------------------------------
+
+ovt_check "a. no policy: alice reaches webby:5001 (same gateway)" \
+    becomes_open "$A" "${IP[webby]}" 5001
+ovt_check "a. no policy: alice reaches bob:5001 (on gw2)" \
+    becomes_open "$A" "${IP[bob]}" 5001
+ovt_check "a. no policy: no table on gw1" eval '! has_table 1'
+
+# ---- b. isolation ----------------------------------------------------------------------
+
+P1='{"version": 1, "default": "accept", "isolation": true,
+     "groups": ["staff", "web"], "rules": []}'
+ovt_check "b. policy with isolation and no rules applied" policy_apply "$P1"
+ovt_check "b. alice cannot reach webby:5001 (same gateway)" \
+    becomes_blocked "$A" "${IP[webby]}" 5001
+ovt_check "b. alice cannot reach bob:5001 (another gateway)" \
+    becomes_blocked "$A" "${IP[bob]}" 5001
+ovt_check "b. alice still reaches the server (default accept)" \
+    connects "$A" "$SRV" 8081
+ovt_check "b. every gateway has the table" \
+    ovt_wait_until "$APPLY" eval 'has_table 1 && has_table 2 && has_table 3'
+
+# ---- c. a rule allowing staff -> web on 5001, live ---------------------------------
+
+before_a=$(inits alice)
+before_w=$(inits webby)
+P2='{"version": 1, "default": "accept", "isolation": true,
+     "groups": ["staff", "web"],
+     "rules": [{"name": "staff-web-5001", "from": "staff",
+                "to": {"group": "web"}, "proto": "tcp", "ports": [5001],
+                "action": "accept"}]}'
+ovt_check "c. the rule staff -> web tcp 5001 applied" policy_apply "$P2"
+ovt_check "c. alice reaches webby:5001" becomes_open "$A" "${IP[webby]}" 5001
+ovt_check "c. ... but not webby:5002" blocked "$A" "${IP[webby]}" 5002
+ovt_check "c. ... nor bob:5001 (bob is not in web)" blocked "$A" "${IP[bob]}" 5001
+ovt_check "c. webby cannot reach bob:5001 (staff -> web only)" \
+    blocked "$(cns webby)" "${IP[bob]}" 5001
+ovt_check "c. no client reconnected for the change" \
+    eval '[ "$(inits alice)" = "$before_a" ] && [ "$(inits webby)" = "$before_w" ]'
+ovt_check "c. explain names the rule for 5001" \
+    explains "${IP[alice]}" "${IP[webby]}" 5001 "accept (rule staff-web-5001)"
+ovt_check "c. explain names isolation for 5002" \
+    explains "${IP[alice]}" "${IP[webby]}" 5002 "drop (isolation)"
+
+# ---- d. a group rule to the server, default drop ---------------------------------------
+
+P3='{"version": 1, "default": "drop", "isolation": true,
+     "groups": ["staff", "web"],
+     "rules": [{"name": "staff-web-5001", "from": "staff",
+                "to": {"group": "web"}, "proto": "tcp", "ports": [5001],
+                "action": "accept"},
+               {"name": "staff-srv", "from": "staff",
+                "to": {"cidr": "100.96.10.100/32"}, "proto": "tcp",
+                "ports": [8080], "action": "accept"}]}'
+ovt_check "d. default drop with a staff -> server:8080 rule applied" \
+    policy_apply "$P3"
+ovt_check "d. alice cannot reach server:8081" becomes_blocked "$A" "$SRV" 8081
+ovt_check "d. alice reaches server:8080" connects "$A" "$SRV" 8080
+ovt_check "d. explain: server:8081 falls to the default" \
+    explains "${IP[alice]}" "$SRV" 8081 "drop (default)"
+ovt_check "d. policy compiled shows gw1's table" \
+    eval 'ovt_ctl 1 policy compiled | grep -q "table inet ovha"'
+
+# ---- e. hand alterations ------------------------------------------------------------------
+
+ip netns exec "$(ovt_ns gw1)" nft delete table inet ovha
+ovt_check "e. gw1's table deleted by hand: server:8081 open meanwhile" \
+    connects "$A" "$SRV" 8081
+ovt_check "e. ... and restored" ovt_wait_until "$REPAIR" blocked "$A" "$SRV" 8081
+set_name=$(ip netns exec "$(ovt_ns gw1)" nft list table inet ovha 2>/dev/null |
+    awk '$1 == "set" && $2 ~ /web/ { print $2; exit }')
+ovt_diag "e. flushing set $set_name on gw1"
+ip netns exec "$(ovt_ns gw1)" nft flush set inet ovha "$set_name"
+ovt_check "e. a flushed set is refilled: alice reaches webby:5001 again" \
+    ovt_wait_until "$REPAIR" connects "$A" "${IP[webby]}" 5001
+ovt_check "e. the repairs are counted" \
+    eval '[ "$(ovt_ctl 1 policy compiled --json | jq -r .stats.drifts)" -ge 2 ]'
+
+# ---- f. a bad document, then delete ------------------------------------------------------
+
+ovt_check "f. a rule naming an undeclared group is refused" \
+    eval '! policy_apply "{\"version\": 1, \"default\": \"accept\",
+          \"isolation\": true, \"groups\": [\"staff\"], \"rules\": [{\"name\":
+          \"x\", \"from\": \"nope\", \"to\": \"any\", \"proto\": \"any\",
+          \"action\": \"accept\"}]}" &&
+          grep -q "rules\[0\].from" "$OVT_DIR/policy.out"'
+ovt_check "f. ... and the policy in force is unchanged" \
+    eval 'ovt_ctl 1 policy show --json | jq -e ".policy.default == \"drop\"" >/dev/null'
+ovt_check "f. policy delete" eval 'ovt_ctl 3 policy delete >/dev/null'
+ovt_check "f. every gateway removes its table" \
+    ovt_wait_until "$APPLY" eval '! has_table 1 && ! has_table 2 && ! has_table 3'
+ovt_check "f. alice reaches server:8081 and bob:5001 again" \
+    eval 'connects "$A" "$SRV" 8081 && connects "$A" "${IP[bob]}" 5001'
+
+for c in alice webby bob; do
+    ovt_client_stop "$c"
+done
