@@ -131,6 +131,21 @@ static const char *const node_cfg_devtypes[] = { "tun", "tap", NULL };
           .type = NODE_CFG_T_NETLIST,                              \
           NETS(B, T, grant.iroutes, grant.niroutes),               \
           .reloadable = true },                                    \
+        { .path = P ".down_kbps",                                  \
+          .type = NODE_CFG_T_UINT,                                 \
+          M(grant.down_kbps),                                      \
+          .max = 100000000,                                        \
+          .reloadable = true },                                    \
+        { .path = P ".up_kbps",                                    \
+          .type = NODE_CFG_T_UINT,                                 \
+          M(grant.up_kbps),                                        \
+          .max = 100000000,                                        \
+          .reloadable = true },                                    \
+        { .path = P ".quota_bytes",                                \
+          .type = NODE_CFG_T_UINT,                                 \
+          M(grant.quota_bytes),                                    \
+          .max = 1ULL << 50,                                       \
+          .reloadable = true },                                    \
     {                                                              \
         .path = P ".push", .type = NODE_CFG_T_STRLIST, PUSH(B, T), \
         .reloadable = true                                         \

@@ -40,6 +40,9 @@ struct node_cfg_grant {
     size_t niroutes;
     char push[NODE_CFG_MAX_PUSH][256]; /* extra push options */
     size_t npush;
+    /* Limits, 0 = not set here (a CN's value overrides its groups'). */
+    uint64_t down_kbps, up_kbps; /* shaping on the tun device */
+    uint64_t quota_bytes;        /* per calendar month, cluster-wide */
 };
 
 struct node_cfg_group {

@@ -363,6 +363,31 @@ void node_policy_decide(struct node_policy *p,
 
 /* ---- as a rules source ------------------------------------------------- */
 
+static void node_policy_limit(const struct node_cfg_grant *from,
+                              struct node_grant *g)
+{
+    g->down_kbps = from->down_kbps != 0 ? from->down_kbps : g->down_kbps;
+    g->up_kbps = from->up_kbps != 0 ? from->up_kbps : g->up_kbps;
+    if (from->quota_bytes != 0) {
+        g->quota_bytes = from->quota_bytes;
+        ovha_strlcpy(g->quota_period, "month", sizeof(g->quota_period));
+    }
+}
+
+/* Rates and quota: the groups' in order, then the client's own. */
+static void node_policy_limits(const struct node_cfg_policy *pol,
+                               const struct node_cfg_client *c,
+                               struct node_grant *g)
+{
+    for (size_t i = 0; i < c->ngroups; i++) {
+        const struct node_cfg_group *grp = node_policy_group(pol, c->groups[i]);
+        if (grp != NULL) {
+            node_policy_limit(&grp->grant, g);
+        }
+    }
+    node_policy_limit(&c->grant, g);
+}
+
 void node_grant_join_groups(struct node_grant *g,
                             const char (*names)[64],
                             size_t n)
@@ -395,6 +420,7 @@ static int node_policy_lookup_op(void *impl,
         node_policy_client(&p->cfg->policy, req->cn);
     if (c != NULL && g.d.allow) {
         node_grant_join_groups(&g, c->groups, c->ngroups);
+        node_policy_limits(&p->cfg->policy, c, &g);
     }
     g.source = "policy";
     *ret_handle = NULL;

@@ -28,12 +28,16 @@ static const char *node_test_policy_yaml =
     "  groups:\n"
     "    - name: staff\n"
     "      routes: [100.64.200.0/24]\n"
+    "      down_kbps: 2000\n"
+    "      up_kbps: 500\n"
     "  clients:\n"
     "    - cn: alice\n"
     "      groups: [staff]\n"
     "      ip: 100.64.0.10\n"
     "      routes: [100.64.100.0/24]\n"
     "      iroutes: [100.96.1.0/24]\n"
+    "      up_kbps: 1000\n"
+    "      quota_bytes: 5000000\n"
     "    - cn: bob\n"
     "    - cn: carol\n"
     "    - cn: 'evil \"quoted\" name'\n"
@@ -118,10 +122,17 @@ static void test_policy_grant_groups(void **state)
     assert_int_equal(
         rules.ops->lookup(rules.impl, &req, node_test_grant_cb, &g, &h), 0);
     assert_string_equal(g.groups, "staff");
+    /* Limits: the group's, overridden by the CN's own. */
+    assert_int_equal(g.down_kbps, 2000);
+    assert_int_equal(g.up_kbps, 1000);
+    assert_int_equal(g.quota_bytes, 5000000);
+    assert_string_equal(g.quota_period, "month");
     req.cn = "bob";
     assert_int_equal(
         rules.ops->lookup(rules.impl, &req, node_test_grant_cb, &g, &h), 0);
     assert_string_equal(g.groups, "");
+    assert_int_equal(g.down_kbps, 0);
+    assert_int_equal(g.quota_bytes, 0);
 
     char names[3][64] = { "a", "b-1", "c.d" };
     node_grant_join_groups(&g, names, 3);
