@@ -56,6 +56,9 @@ static const struct enf_t_group enf_t_groups[] = {
     { "enforce_fdb_linux", enf_fdb_linux_tests, &enf_fdb_linux_ntests, true },
     { "enforce_fw", enf_fw_tests, &enf_fw_ntests, false },
     { "enforce_fw_linux", enf_fw_linux_tests, &enf_fw_linux_ntests, true },
+    { "enforce_shape", enf_shape_tests, &enf_shape_ntests, false },
+    { "enforce_shape_linux", enf_shape_linux_tests, &enf_shape_linux_ntests,
+      true },
 };
 
 int main(int argc, char **argv)

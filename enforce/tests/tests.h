@@ -33,5 +33,9 @@ extern const struct CMUnitTest enf_fw_tests[];
 extern const size_t enf_fw_ntests;
 extern const struct CMUnitTest enf_fw_linux_tests[];
 extern const size_t enf_fw_linux_ntests;
+extern const struct CMUnitTest enf_shape_tests[];
+extern const size_t enf_shape_ntests;
+extern const struct CMUnitTest enf_shape_linux_tests[];
+extern const size_t enf_shape_linux_ntests;
 
 #endif
