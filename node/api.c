@@ -29,25 +29,27 @@ static void node_api_healthz(struct node_http_req *r, void *data)
     size_t live = node_clients_sessions(n->clients, &s);
     node_clients_get_stats(n->clients, &st);
     json_t *body = json_pack(
-        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}}", "status",
+        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:I}", "status",
         "ok", "gateway", n->cfg->id, "openvpn",
         node_sup_state_name(node_sup_state(n->sup)), "management",
         n->mgmt_up ? "up" : "down", "sessions", (json_int_t)live, "pending",
         (json_int_t)node_clients_pending(n->clients), "uptime_ms",
         (json_int_t)(ovha_now_mono_ms() - n->started_ms), "decisions",
         "allowed", (json_int_t)st.allowed, "denied", (json_int_t)st.denied,
-        "deadline_denied", (json_int_t)st.deadline_denied);
+        "deadline_denied", (json_int_t)st.deadline_denied,
+        "bandwidth_anomalies", (json_int_t)st.anomalies);
     node_http_respond_json(r, 200, body);
 }
 
 static json_t *node_api_session_json(const struct node_session *s)
 {
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I}", "cid",
-                     (json_int_t)s->cid, "cn", s->cn, "real_address",
-                     s->real_addr, "vpn_ip", s->vpn_ip, "state",
-                     node_api_session_state(s->state), "connected_since",
-                     (json_int_t)s->since, "bytes_in", (json_int_t)s->bytes_in,
-                     "bytes_out", (json_int_t)s->bytes_out);
+    return json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "cid",
+        (json_int_t)s->cid, "cn", s->cn, "real_address", s->real_addr, "vpn_ip",
+        s->vpn_ip, "state", node_api_session_state(s->state), "connected_since",
+        (json_int_t)s->since, "bytes_in", (json_int_t)s->bytes_in, "bytes_out",
+        (json_int_t)s->bytes_out, "anomalies",
+        (json_int_t)s->baseline.anomalies, "throttled", s->throttled);
 }
 
 static void node_api_sessions(struct node_http_req *r, void *data)

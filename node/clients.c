@@ -476,6 +476,33 @@ static void node_clients_session_mac(struct node_clients *c,
                                      struct node_session *s,
                                      const char *addr);
 
+/* The client's rate against its own baseline: a jump is logged and
+ * counted (the risk score reads the count later). */
+static void node_clients_baseline(struct node_clients *c,
+                                  struct node_session *s)
+{
+    static const char *const dirs[] = { "from", "to" };
+    struct node_baseline_event ev;
+    struct node_baseline_cfg cfg = node_baseline_cfg_default();
+    if (node_baseline_sample(&s->baseline, &cfg, ovha_now_mono_ms(),
+                             s->bytes_in, s->bytes_out, &ev) != 1) {
+        return;
+    }
+    char q[600];
+    for (int d = 0; d < NODE_BASELINE_NDIRS; d++) {
+        if ((ev.started & (1u << d)) == 0) {
+            continue;
+        }
+        c->stats.anomalies++;
+        LOG_WARN("clients",
+                 "bandwidth anomaly cn=\"%s\" cid=%llu: %.0f B/s %s the "
+                 "client, baseline %.0f +- %.0f B/s",
+                 node_clients_q(s->cn, q, sizeof(q)),
+                 (unsigned long long)s->cid, ev.dir[d].rate, dirs[d],
+                 ev.dir[d].mean, ev.dir[d].stddev);
+    }
+}
+
 void node_clients_on_event(struct node_clients *c, const struct mgmt_event *ev)
 {
     struct node_session *s;
@@ -497,6 +524,7 @@ void node_clients_on_event(struct node_clients *c, const struct mgmt_event *ev)
         if (s != NULL) {
             s->bytes_in = ev->bytes_in;
             s->bytes_out = ev->bytes_out;
+            node_clients_baseline(c, s);
             if (s->session_id != 0 && c->decider.ops->session_bytes != NULL) {
                 c->decider.ops->session_bytes(c->decider.impl, s->session_id,
                                               s->cn, s->bytes_in, s->bytes_out);
@@ -764,6 +792,9 @@ static bool node_clients_kill_one(struct node_clients *c,
     if (rv == 0) {
         c->stats.kills++;
         s->kill_sent = ovha_now_mono_ms();
+    } else {
+        LOG_WARN("clients", "client-kill %llu not sent: %s",
+                 (unsigned long long)s->cid, ovha_strerror(rv));
     }
     return rv == 0;
 }

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "mgmt/mgmt.h"
+#include "node/baseline.h"
 #include "node/decide.h"
 
 enum node_session_state {
@@ -30,8 +31,9 @@ enum node_session_state {
 };
 
 /* What a client over its quota is told when quota_action is kill: it
- * exits (HALT) instead of reconnecting into a refusal. */
-#define NODE_QUOTA_KILL_MSG "HALT,quota exceeded"
+ * exits (HALT) instead of reconnecting into a refusal. One token: the
+ * command builder refuses white space in client-kill's message. */
+#define NODE_QUOTA_KILL_MSG "HALT,quota-exceeded"
 
 /* MACs remembered per session (the FSM accepts as many). */
 #define NODE_SESSION_MACS 16
@@ -47,6 +49,8 @@ struct node_session {
     uint64_t session_id;         /* replicated session id, 0 when standalone */
     uint64_t down_kbps, up_kbps; /* shaping (0 = none) from its decision */
     bool throttled; /* over its quota: shaped to cluster.quota_throttle_kbps */
+    /* Bandwidth baseline from its byte counts (node/baseline.h). */
+    struct node_baseline baseline;
     /* MACs already handed to session_address (tap mode). */
     char macs[NODE_SESSION_MACS][18];
     size_t nmacs;
@@ -57,6 +61,7 @@ struct node_session {
 struct node_clients_stats {
     uint64_t allowed, denied, deadline_denied, reauth_allowed, reauth_denied;
     uint64_t kills;
+    uint64_t anomalies; /* bandwidth anomalies that started (baseline) */
 };
 
 struct node_clients;

@@ -16,9 +16,9 @@
 #include "node/job.h"
 
 #define FW_MOD             "firewall"
-#define FW_MAX_GROUPS      32   /* per member, as the upstream answer */
-#define FW_COMPILED_MIN_MS 2000 /* refresh the listed table at most so often \
-                                 */
+#define FW_MAX_GROUPS      32 /* per member, as the upstream answer */
+/* The listed table is refreshed at most this often. */
+#define FW_COMPILED_MIN_MS 2000
 
 /* One client address and its groups ("a,b", as replicated). */
 struct fw_member {

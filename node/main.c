@@ -154,14 +154,31 @@ static void node_clients_closed_cb(void *data)
     }
 }
 
-static void node_mgmt_closed_cb(void *data)
+static void node_close_clients(struct node *n)
 {
-    struct node *n = data;
-    n->mgmt = NULL;
     if (n->clients != NULL) {
         node_clients_close(n->clients, node_clients_closed_cb, n);
     } else {
         node_clients_closed_cb(n);
+    }
+}
+
+/* Shaping reads the clients' table: it goes first. */
+static void node_shaping_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->shaping = NULL;
+    node_close_clients(n);
+}
+
+static void node_mgmt_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->mgmt = NULL;
+    if (n->shaping != NULL) {
+        node_shaping_close(n->shaping, node_shaping_closed_cb, n);
+    } else {
+        node_close_clients(n);
     }
 }
 
@@ -409,6 +426,12 @@ static int node_start(struct node *n)
     if (rv == 0) {
         rv = node_clients_new(n->loop, n->mgmt, decider,
                               n->cfg->decision_deadline_ms, &n->clients);
+    }
+    if (rv == 0 && !n->boot_cfg->openvpn.tap) {
+        rv = node_shaping_new(n->loop, n->boot_cfg, n->clients, &n->shaping);
+    }
+    if (rv == 0 && n->shaping != NULL) {
+        node_shaping_start(n->shaping);
     }
     if (rv == 0 && n->boot_cfg->openvpn.fast_push) {
         node_clients_set_kick(n->clients, n->boot_cfg->openvpn.hand_window);

@@ -17,6 +17,7 @@
 #include "node/firewall.h"
 #include "node/http.h"
 #include "node/routes.h"
+#include "node/shaping.h"
 #include "node/supervisor.h"
 #include "node/tiers.h"
 #include "raft/raft.h"
@@ -36,6 +37,7 @@ struct node {
      * when cfg->upstream.enabled, else NULL (rules from the policy). */
     struct node_tiers *tiers;
     struct node_clients *clients;
+    struct node_shaping *shaping; /* tc on the tun device; NULL when tap */
     struct node_http *http;
     /* Clustered mode only (cfg->cluster.enabled): the replicated state
      * and its runtime. NULL when standalone. */

@@ -466,6 +466,8 @@ static void node_policy_grant_cb(const struct node_grant *g, void *data)
     struct node_decision d = g->d;
     call->done = true;
     d.source = g->source;
+    d.down_kbps = g->down_kbps;
+    d.up_kbps = g->up_kbps;
     if (d.allow && g->pool[0] != '\0' &&
         strcmp(g->pool, p->cfg->cluster.pool_name) != 0) {
         node_policy_deny(&d, "upstream grant invalid: unknown pool",

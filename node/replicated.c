@@ -636,11 +636,9 @@ static void node_repl_usage_done_cb(void *data,
         }
         if (r->cfg->cluster.quota_throttle) {
             if (node_clients_throttle_session(r->clients, ref->session_id)) {
+                /* node/shaping applies it at its next pass (1 s). */
                 LOG_INFO("repl", "session %" PRIu64 " over quota: throttled",
                          ref->session_id);
-                if (r->routes != NULL) {
-                    node_routes_kick(r->routes);
-                }
             }
         } else if (node_clients_kill_session(r->clients, ref->session_id,
                                              NODE_QUOTA_KILL_MSG,

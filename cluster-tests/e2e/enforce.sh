@@ -13,6 +13,14 @@
 #   e. the table altered by hand (deleted, a set flushed) is restored
 #   f. a bad document is refused with its JSON path and changes nothing;
 #      deleting the policy removes the table
+#   g. shaping (tc on the tun device): a bounded transfer to and from a
+#      client with down_kbps 4000 / up_kbps 2000 measures within 20 % of
+#      those rates; an unshaped client is not limited
+#   h. quota: a client that crosses its monthly quota is killed with
+#      "HALT,quota-exceeded", and refused when it reconnects to another
+#      gateway
+#   i. bandwidth baseline: a burst far above a long-idle client's baseline
+#      is logged as an anomaly and counted
 #
 # Gateways at 198.18.0.1-3, clients from 198.18.0.11, a server host at
 # 100.96.10.100 behind gw1 (on a link of its own; clients in the staff
@@ -31,10 +39,15 @@ STEP=30
 APPLY=10 # a pass every route_interval_ms (1 s) and on change
 REPAIR=20 # a check every 5 passes, then the next pass repairs
 SRV=100.96.10.100
-OVT_CLU_CLIENTS="alice bob webby"
+OVT_CLU_CLIENTS="alice bob webby quotaq"
 OVT_CLU_GROUPS_EXTRA="    - name: web"
 OVT_CLU_POLICY_EXTRA="    - cn: webby
-      groups: [staff, web]"
+      groups: [staff, web]
+      down_kbps: 4000
+      up_kbps: 2000
+    - cn: quotaq
+      groups: [staff]
+      quota_bytes: 300000"
 
 ovt_require_netns
 for tool in openvpn nft jq python3; do
@@ -101,6 +114,52 @@ becomes_open() {
 
 becomes_blocked() {
     ovt_wait_until "$APPLY" blocked "$@"
+}
+
+# rate_kbps FROM_NS TO_NS TO_IP PORT: a 3 s TCP transfer from FROM_NS to a
+# receiver in TO_NS; prints the rate the receiver measured (kbit/s).
+rate_kbps() {
+    local out="$OVT_DIR/rate.$4"
+    rm -f "$out"
+    ip netns exec "$2" timeout 15 python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(1)
+s.settimeout(10)
+c, _ = s.accept()
+c.settimeout(5)
+n, t0, t1 = 0, None, None
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    now = time.monotonic()
+    t0 = t0 or now
+    t1 = now
+    n += len(b)
+with open(sys.argv[2], "w") as f:
+    f.write("%d\n" % (n * 8 / 1000 / max(t1 - t0, 0.001)) if t0 else "0\n")
+' "$4" "$out" &
+    local rpid=$!
+    sleep 0.3
+    ip netns exec "$1" timeout 10 python3 -c '
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)
+buf = b"x" * 16384
+end = time.monotonic() + 3
+while time.monotonic() < end:
+    c.sendall(buf)
+c.close()
+' "$3" "$4" >/dev/null 2>&1
+    wait "$rpid" 2>/dev/null
+    cat "$out" 2>/dev/null || echo 0
+}
+
+# within VALUE TARGET: VALUE is within 20 % of TARGET.
+within() {
+    [ "$1" -ge $(($2 * 8 / 10)) ] && [ "$1" -le $(($2 * 12 / 10)) ]
 }
 
 policy_apply() {
@@ -271,6 +330,51 @@ ovt_check "f. every gateway removes its table" \
 ovt_check "f. alice reaches server:8081 and bob:5001 again" \
     eval 'connects "$A" "$SRV" 8081 && connects "$A" "${IP[bob]}" 5001'
 
-for c in alice webby bob; do
+# ---- g. shaping ----------------------------------------------------------------------
+
+W=$(cns webby)
+S=$(ovt_ns srv)
+ovt_check "g. webby's classes are on gw1's tun0" ovt_wait_until "$APPLY" eval \
+    "ip netns exec $(ovt_ns gw1) tc class show dev tun0 | grep -q 'rate 4Mbit'"
+down=$(rate_kbps "$S" "$W" "${IP[webby]}" 5003)
+ovt_diag "g. server -> webby: $down kbit/s (down_kbps 4000)"
+ovt_check "g. to webby within 20 % of 4000 kbit/s ($down)" within "$down" 4000
+up=$(rate_kbps "$W" "$S" "$SRV" 8083)
+ovt_diag "g. webby -> server: $up kbit/s (up_kbps 2000)"
+ovt_check "g. from webby within 20 % of 2000 kbit/s ($up)" within "$up" 2000
+free_rate=$(rate_kbps "$S" "$A" "${IP[alice]}" 5004)
+ovt_diag "g. server -> alice (unshaped): $free_rate kbit/s"
+ovt_check "g. alice is not shaped (above 20000 kbit/s)" \
+    eval '[ "$free_rate" -gt 20000 ]'
+
+# ---- h. quota ---------------------------------------------------------------------------
+
+ovt_clu_client quotaq 1 2 3
+ovt_check "h. quotaq is connected on gw1" ovt_wait_until "$STEP" eval \
+    "[ -n \"\$(addr_of quotaq)\" ]"
+ip netns exec "$(cns quotaq)" ping -n -q -c 400 -i 0.005 -s 1000 -W 1 \
+    100.64.0.1 >/dev/null 2>&1
+ovt_check "h. quotaq is killed with HALT once over its quota" \
+    wait_for_log "quota-exceeded" "$(ovt_client_log quotaq)" 20
+ovt_check "h. the cluster counted more than the quota" eval \
+    '[ "$(ovt_ctl 2 usage quotaq --json | jq -r ".bytes_in + .bytes_out")" -ge 300000 ]'
+ovt_clu_client quotaq 2 3
+ovt_check "h. quotaq is refused when it reconnects to gw2" \
+    client_auth_failed quotaq 20
+ovt_check "h. ... with the quota named in gw2's log" \
+    wait_for_log "quota_exceeded" "$(ovt_gw_log 2)" 5
+
+# ---- i. bandwidth baseline ------------------------------------------------------------------
+
+# bob has been connected and nearly idle for a minute (byte counts every
+# second): far past the 12-sample warm-up.
+burst=$(rate_kbps "$(cns bob)" "$A" "${IP[alice]}" 5005)
+ovt_diag "i. bob -> alice burst: $burst kbit/s"
+ovt_check "i. gw2 logs a bandwidth anomaly for bob" \
+    wait_for_log 'bandwidth anomaly cn="bob"' "$(ovt_gw_log 2)" 10
+ovt_check "i. ... and counts it" eval \
+    '[ "$(ovt_ctl 2 health --json | jq -r .bandwidth_anomalies)" -ge 1 ]'
+
+for c in alice webby bob quotaq; do
     ovt_client_stop "$c"
 done
