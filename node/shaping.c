@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -18,6 +19,8 @@ struct node_shaping {
     const struct node_cfg *cfg;
     struct node_clients *clients;
     struct enf_shape *shape; /* used by the pass only */
+    bool active;             /* pass: our qdiscs may be on the device */
+    bool checked;            /* pass: a previous run's classes looked for */
     struct node_job *job;
     /* One pass's input and output. */
     struct enf_shape_client *job_clients;
@@ -78,10 +81,29 @@ static int shaping_build(void *data)
     return 0;
 }
 
+/* Nothing to shape yet: is anything of a previous run installed? */
+static bool shaping_leftovers(struct node_shaping *s)
+{
+    struct enf_shape_entry *e = NULL;
+    size_t n = 0;
+    int rv = enf_shape_list(s->shape, &e, &n);
+    free(e);
+    s->checked = rv != -ENODEV; /* no device yet: look again later */
+    return rv == 0 && n > 0;
+}
+
 static void shaping_work(void *data)
 {
     struct node_shaping *s = data;
     s->job_err[0] = '\0';
+    s->job_rv = 0;
+    /* enforce/shape installs its qdiscs (and the IFB redirect every packet
+     * then takes) on the first apply, even an empty one: a gateway that
+     * never shapes anyone keeps its device untouched. */
+    if (s->job_n == 0 && !s->active && (s->checked || !shaping_leftovers(s))) {
+        return;
+    }
+    s->active = true;
     s->job_rv = enf_shape_apply(s->shape, s->job_clients, s->job_n, s->job_err,
                                 sizeof(s->job_err));
 }

@@ -9,7 +9,9 @@
  * converges the kernel: a new client is shaped within a second of its
  * connect, a rate change is a class change, a client that left loses its
  * class, and a class or filter deleted by hand comes back. IPv4 clients
- * only; bridged (tap) gateways are not shaped.
+ * only; bridged (tap) gateways are not shaped. Until the first client with
+ * a rate, the device is left alone (no qdiscs, no IFB redirect); after
+ * that the layout stays, with the default class unshaped.
  */
 #ifndef OVHA_NODE_SHAPING_H
 #define OVHA_NODE_SHAPING_H

@@ -346,6 +346,8 @@ free_rate=$(rate_kbps "$S" "$A" "${IP[alice]}" 5004)
 ovt_diag "g. server -> alice (unshaped): $free_rate kbit/s"
 ovt_check "g. alice is not shaped (above 20000 kbit/s)" \
     eval '[ "$free_rate" -gt 20000 ]'
+ovt_check "g. gw3, which shapes nobody, has no qdisc of ours on tun0" \
+    eval '! ip netns exec "$(ovt_ns gw3)" tc qdisc show dev tun0 | grep -q htb'
 
 # ---- h. quota ---------------------------------------------------------------------------
 
