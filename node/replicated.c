@@ -312,6 +312,13 @@ static void node_repl_decided_cb(void *data,
     } else {
         d->session_id = res->session_id;
         d->over_quota = res->over_quota;
+        if (res->over_quota) {
+            LOG_INFO("repl",
+                     "session %" PRIu64
+                     " over quota: admitted, "
+                     "throttled",
+                     res->session_id);
+        }
         node_fw_kick(r->fw); /* its address joins its groups' sets */
         if (d->ip[0] == '\0') {
             ovha_strlcpy(d->ip, res->ip4, sizeof(d->ip));

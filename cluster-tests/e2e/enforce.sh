@@ -21,6 +21,9 @@
 #      gateway
 #   i. bandwidth baseline: a burst far above a long-idle client's baseline
 #      is logged as an anomaly and counted
+#   j. quota_action throttle (the gateways restarted with it): a client
+#      over its quota stays connected at the throttle rate, and when it
+#      reconnects to another gateway it is admitted and throttled there
 #
 # Gateways at 198.18.0.1-3, clients from 198.18.0.11, a server host at
 # 100.96.10.100 behind gw1 (on a link of its own; clients in the staff
@@ -39,13 +42,16 @@ STEP=30
 APPLY=10 # a pass every route_interval_ms (1 s) and on change
 REPAIR=20 # a check every 5 passes, then the next pass repairs
 SRV=100.96.10.100
-OVT_CLU_CLIENTS="alice bob webby quotaq"
+OVT_CLU_CLIENTS="alice bob webby quotaq quotat"
 OVT_CLU_GROUPS_EXTRA="    - name: web"
 OVT_CLU_POLICY_EXTRA="    - cn: webby
       groups: [staff, web]
       down_kbps: 4000
       up_kbps: 2000
     - cn: quotaq
+      groups: [staff]
+      quota_bytes: 300000
+    - cn: quotat
       groups: [staff]
       quota_bytes: 300000"
 
@@ -117,7 +123,8 @@ becomes_blocked() {
 }
 
 # rate_kbps FROM_NS TO_NS TO_IP PORT: a 3 s TCP transfer from FROM_NS to a
-# receiver in TO_NS; prints the rate the receiver measured (kbit/s).
+# receiver in TO_NS; prints the rate the receiver measured (kbit/s) from
+# its first to its last byte.
 rate_kbps() {
     local out="$OVT_DIR/rate.$4"
     rm -f "$out"
@@ -132,7 +139,10 @@ c, _ = s.accept()
 c.settimeout(5)
 n, t0, t1 = 0, None, None
 while True:
-    b = c.recv(65536)
+    try:
+        b = c.recv(65536)
+    except socket.timeout:
+        break
     if not b:
         break
     now = time.monotonic()
@@ -146,8 +156,13 @@ with open(sys.argv[2], "w") as f:
     sleep 0.3
     ip netns exec "$1" timeout 10 python3 -c '
 import socket, sys, time
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)
-buf = b"x" * 16384
+# A small send buffer: what is queued when the 3 s are up drains in well
+# under a second even at a throttled rate.
+c = socket.socket()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32768)
+c.settimeout(3)
+c.connect((sys.argv[1], int(sys.argv[2])))
+buf = b"x" * 4096
 end = time.monotonic() + 3
 while time.monotonic() < end:
     c.sendall(buf)
@@ -195,6 +210,10 @@ ip -n "$(ovt_ns gw1)" link set lan0 up
 ip -n "$(ovt_ns srv)" addr add "$SRV/24" dev eth0
 ip -n "$(ovt_ns srv)" link set eth0 up
 ip -n "$(ovt_ns srv)" route add default via 100.96.10.1
+# The server's network is behind gw1; the other gateways reach it there.
+for n in 2 3; do
+    ip -n "$(ovt_ns "gw$n")" route add 100.96.10.0/24 via 198.18.0.1
+done
 if ! ovt_cluster_pki; then
     ovt_not_ok "test PKI" "see $OVT_DIR/pki/openssl.log, $OVT_DIR/raft-pki.log"
     exit 1
@@ -377,6 +396,49 @@ ovt_check "i. gw2 logs a bandwidth anomaly for bob" \
 ovt_check "i. ... and counts it" eval \
     '[ "$(ovt_ctl 2 health --json | jq -r .bandwidth_anomalies)" -ge 1 ]'
 
+# ---- j. quota_action throttle ----------------------------------------------------------
+
 for c in alice webby bob quotaq; do
+    ovt_client_stop "$c"
+done
+export OVT_QUOTA_ACTION=throttle OVT_QUOTA_THROTTLE_KBPS=256
+for n in 1 2 3; do
+    ovt_gw_kill "$n" TERM
+    ovt_gw_config "$n" false
+done
+for n in 1 2 3; do
+    ovt_gw_start "$n"
+done
+ovt_check "j. the gateways are back with quota_action throttle" \
+    ovt_wait_until 60 eval 'ovt__ctl_ok 1 health && ovt__ctl_ok 2 health &&
+        ovt__ctl_ok 3 health && ovt__agreed_leader_q 1 2 3'
+ovt_clu_client quotat 1 2 3
+ovt_check "j. quotat is connected on gw1" ovt_wait_until "$STEP" eval \
+    "[ -n \"\$(addr_of quotat)\" ]"
+IP[quotat]=$(addr_of quotat)
+ip netns exec "$(cns quotat)" ping -n -q -c 400 -i 0.005 -s 1000 -W 1 \
+    100.64.0.1 >/dev/null 2>&1
+ovt_check "j. gw1 throttles quotat once over its quota" \
+    wait_for_log "over quota: throttled" "$(ovt_gw_log 1)" 20
+ovt_check "j. ... and keeps it connected" eval '[ -n "$(addr_of quotat)" ]'
+sleep 2 # the shaping pass (1 s) installs its class
+# The flood's replies queue at 256 kbit/s behind the new class: wait until
+# a ping gets through again.
+ovt_check "j. quotat's queue drains" \
+    ovt_wait_until 60 ping_through "$(cns quotat)" 100.64.0.1
+t1=$(rate_kbps "$S" "$(cns quotat)" "${IP[quotat]}" 5006)
+ovt_diag "j. server -> quotat on gw1, throttled: $t1 kbit/s (256)"
+ovt_check "j. within 20 % of 256 kbit/s ($t1)" within "$t1" 256
+ovt_clu_client quotat 2 3
+ovt_check "j. quotat reconnects to gw2 and is admitted" \
+    ovt_wait_until "$STEP" eval '[ "$(addr_of quotat)" = "${IP[quotat]}" ]'
+ovt_check "j. ... and is throttled there (gw2's log)" \
+    wait_for_log "over quota: admitted, throttled" "$(ovt_gw_log 2)" 10
+sleep 2 # the shaping pass (1 s)
+t2=$(rate_kbps "$S" "$(cns quotat)" "${IP[quotat]}" 5007)
+ovt_diag "j. server -> quotat on gw2, throttled: $t2 kbit/s (256)"
+ovt_check "j. throttled on gw2 too ($t2)" within "$t2" 256
+
+for c in quotat; do
     ovt_client_stop "$c"
 done

@@ -196,6 +196,8 @@ cluster:
   on_excess: evict_oldest
   gateway_lease_ms: $OVT_GW_LEASE_MS
   fence_timeout_ms: $OVT_FENCE_MS
+  quota_action: ${OVT_QUOTA_ACTION:-kill}
+  quota_throttle_kbps: ${OVT_QUOTA_THROTTLE_KBPS:-256}
 EOF_CONF
         fi
         if [ -n "${OVT_GW_BRIDGE:-}" ]; then
