@@ -230,22 +230,7 @@ if ! redis_start 1; then
 fi
 ovt_ok "the reference upstream and redis-server run at $UP_IP"
 
-ovt_gw_start 1
-if ! ovt_wait_healthy 1 "$STEP" ||
-    ! ovt_wait_until "$STEP" ovt__agreed_leader_q 1; then
-    ovt_not_ok "gw1 answers health and leads" "$(tail -n 5 "$(ovt_gw_log 1)")"
-    exit 1
-fi
-ovt_gw_start 2
-ovt_gw_start 3
-ovt_wait_until "$STEP" eval 'ovt__ctl_ok 2 health && ovt__ctl_ok 3 health'
-for n in 2 3; do
-    ovt_ctl 1 cluster join "$n" "$(ovt_gw_addr "$n"):7000" >/dev/null 2>&1
-done
-if ! ovt_wait_until "$STEP" ovt_voters_are 1,2,3 1 2 3; then
-    ovt_not_ok "three voters" "$(ovt_cluster_status 1)"
-    exit 1
-fi
+ovt_cluster3_up "$STEP" || exit 1
 ovt_ok "a 3-gateway cluster with the upstream configured"
 ovt_check "redis is connected on gw1" \
     ovt_wait_until 10 upstream_field_is 1 redis connected

@@ -15,6 +15,8 @@
 #   ovt_gw_config N BOOTSTRAP        writes $OVT_DIR/gwN/ovhad.yaml; raft id
 #       N unless OVT_GW_RAFT_ID is set, raft material from $OVT_RAFT_PKI
 #       node-N unless OVT_GW_RAFT_{CA,CERT,KEY} are set
+#   ovt_cluster3_up TIMEOUT_S        gw1..gw3 started (configured first),
+#       gw1 bootstrapped and leading, gw2 and gw3 joined as voters
 #   ovt_gw_start N                   ovhad in gwN (OVT_GW_PID[N]); each start
 #       logs to a new file, ovt_gw_log N is the current one, ovt_gw_logs N
 #       lists them all
@@ -210,6 +212,30 @@ EOF_CONF
             printf '%s\n' "$OVT_CLU_POLICY_EXTRA"
         fi
     } >"$dir/ovhad.yaml"
+}
+
+# ovt_cluster3_up TIMEOUT_S: starts the configured gw1 (bootstrap), waits
+# until it leads, starts gw2 and gw3 and joins them as voters. Reports a
+# failed step (ovt_not_ok) and returns 1.
+ovt_cluster3_up() {
+    local t=$1 n
+    ovt_gw_start 1
+    if ! ovt_wait_healthy 1 "$t" ||
+        ! ovt_wait_until "$t" ovt__agreed_leader_q 1; then
+        ovt_not_ok "gw1 answers health and leads" \
+            "$(tail -n 5 "$(ovt_gw_log 1)")"
+        return 1
+    fi
+    ovt_gw_start 2
+    ovt_gw_start 3
+    ovt_wait_until "$t" eval 'ovt__ctl_ok 2 health && ovt__ctl_ok 3 health'
+    for n in 2 3; do
+        ovt_ctl 1 cluster join "$n" "$(ovt_gw_addr "$n"):7000" >/dev/null 2>&1
+    done
+    if ! ovt_wait_until "$t" ovt_voters_are 1,2,3 1 2 3; then
+        ovt_not_ok "three voters" "$(ovt_cluster_status 1)"
+        return 1
+    fi
 }
 
 ovt_gw_log() {
