@@ -27,13 +27,17 @@
 /* Integer enums in the tables: gateways.state = proto_gw_state,
  * leases.kind 0 dynamic / 1 reserved, sessions.state = fsm_session_state.
  * leases.expires is NULL while a live session holds the lease. */
-/* Version 2 added the MAC map and sessions.groups; fsm_restore upgrades a
- * version 1 snapshot (every node does the same, so states stay equal). */
-#define FSM_SCHEMA_MACS                                         \
-    "CREATE TABLE macs(mac TEXT PRIMARY KEY, cn TEXT NOT NULL," \
-    " session INTEGER NOT NULL, gateway TEXT NOT NULL,"         \
-    " updated INTEGER NOT NULL);"                               \
-    "CREATE INDEX macs_session ON macs(session, mac);"
+/* Version 2 added the MAC map, sessions.groups and the pruned audit
+ * chain's base; fsm_restore upgrades a version 1 snapshot (every node does
+ * the same, so states stay equal). */
+#define FSM_SCHEMA_MACS                                             \
+    "CREATE TABLE macs(mac TEXT PRIMARY KEY, cn TEXT NOT NULL,"     \
+    " session INTEGER NOT NULL, gateway TEXT NOT NULL,"             \
+    " updated INTEGER NOT NULL);"                                   \
+    "CREATE INDEX macs_session ON macs(session, mac);"              \
+    "CREATE TABLE audit_base(id INTEGER PRIMARY KEY CHECK(id = 1)," \
+    " seq INTEGER NOT NULL, hash BLOB NOT NULL);"                   \
+    "INSERT INTO audit_base VALUES(1, 0, zeroblob(32));"
 
 static const char fsm_schema[] =
     "CREATE TABLE meta(id INTEGER PRIMARY KEY CHECK(id = 1),"
@@ -95,6 +99,7 @@ static const char *const fsm_hash_sql[] = {
     "SELECT * FROM subnets ORDER BY cidr",
     "SELECT * FROM requests ORDER BY req_id",
     "SELECT * FROM macs ORDER BY mac",
+    "SELECT * FROM audit_base",
 };
 
 static const char *const fsm_sql[FSM_ST_MAX] = {
@@ -252,6 +257,11 @@ static const char *const fsm_sql[FSM_ST_MAX] = {
         "UPDATE macs SET session = ?2, gateway = ?3,"
         " updated = ?4 WHERE session = ?1",
     [FSM_ST_MAC_DELETE_SESSION] = "DELETE FROM macs WHERE session = ?1",
+    [FSM_ST_AUDIT_HASH_AT] = "SELECT hash FROM audit WHERE seq = ?1",
+    [FSM_ST_AUDIT_PRUNE] = "DELETE FROM audit WHERE seq <= ?1",
+    [FSM_ST_AUDIT_BASE_PUT] =
+        "UPDATE audit_base SET seq = ?1, hash = ?2"
+        " WHERE id = 1",
 };
 
 /* ---- sqlite helpers ------------------------------------------------------ */
@@ -413,6 +423,14 @@ static int fsm_meta_load(sqlite3 *db, struct fsm_meta *m)
     m->req_seq = fsm_col_u64(s, 2);
     m->audit_seq = fsm_col_u64(s, 3);
     memcpy(m->audit_head, sqlite3_column_blob(s, 4), FSM_HASH_LEN);
+    sqlite3_finalize(s);
+    s = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT seq FROM audit_base WHERE id = 1", -1,
+                           &s, NULL) != SQLITE_OK ||
+        sqlite3_step(s) != SQLITE_ROW) {
+        goto out;
+    }
+    m->audit_base = fsm_col_u64(s, 0);
     rv = 0;
 out:
     sqlite3_finalize(s);
@@ -438,6 +456,8 @@ int fsm_new(const struct fsm_config *cfg, struct fsm **ret)
     }
     f->req_window =
         cfg != NULL && cfg->req_window != 0 ? cfg->req_window : FSM_REQ_WINDOW;
+    f->audit_keep =
+        cfg != NULL && cfg->audit_keep != 0 ? cfg->audit_keep : FSM_AUDIT_KEEP;
     int rv = fsm_open_db(&f->db);
     if (rv != 0) {
         goto err_free;
@@ -536,6 +556,36 @@ static void fsm_audit_hash(const uint8_t prev[FSM_HASH_LEN],
     ovha_sha256(buf, n, out);
 }
 
+/* Drops the records up to and including seq; the base keeps their last
+ * hash so the rest still verifies. Runs in the apply transaction (a
+ * refused command rolls it back with the rest). */
+static int fsm_audit_prune(struct fsm *f, uint64_t seq)
+{
+    uint8_t hash[FSM_HASH_LEN];
+    sqlite3_stmt *s = fsm_st(f, FSM_ST_AUDIT_HASH_AT);
+    fsm_bind_u64(s, 1, seq);
+    int rv = fsm_step(s);
+    if (rv != 1 || sqlite3_column_bytes(s, 0) != FSM_HASH_LEN) {
+        sqlite3_reset(s);
+        return rv < 0 ? rv : -EIO;
+    }
+    memcpy(hash, sqlite3_column_blob(s, 0), FSM_HASH_LEN);
+    sqlite3_reset(s);
+    s = fsm_st(f, FSM_ST_AUDIT_PRUNE);
+    fsm_bind_u64(s, 1, seq);
+    rv = fsm_exec_st(s);
+    if (rv == 0) {
+        s = fsm_st(f, FSM_ST_AUDIT_BASE_PUT);
+        fsm_bind_u64(s, 1, seq);
+        sqlite3_bind_blob(s, 2, hash, FSM_HASH_LEN, SQLITE_TRANSIENT);
+        rv = fsm_exec_st(s);
+    }
+    if (rv == 0) {
+        f->meta.audit_base = seq;
+    }
+    return rv;
+}
+
 int fsm_audit(struct fsm *f,
               const char *kind,
               const char *subject,
@@ -570,6 +620,9 @@ int fsm_audit(struct fsm *f,
     f->meta.audit_seq = seq;
     memcpy(f->meta.audit_head, hash, FSM_HASH_LEN);
     r->audit_seq = seq;
+    if (seq - f->meta.audit_base > f->audit_keep + f->audit_keep / 8) {
+        return fsm_audit_prune(f, seq - f->audit_keep);
+    }
     return 0;
 }
 
@@ -585,10 +638,15 @@ int fsm_audit_verify(struct fsm *f, uint64_t *ret_bad_seq)
     uint8_t head[FSM_HASH_LEN] = { 0 };
     uint64_t expect = 1;
     uint64_t bad = 0;
-    int rc = sqlite3_prepare_v2(f->db,
-                                "SELECT seq, ts, kind, actor, subject, detail,"
-                                " prev_hash, hash FROM audit ORDER BY seq",
-                                -1, &s, NULL);
+    int rc = fsm_query_audit_base(f, &expect, head);
+    if (rc != 0) {
+        return rc;
+    }
+    expect++; /* the first kept record follows the base */
+    rc = sqlite3_prepare_v2(f->db,
+                            "SELECT seq, ts, kind, actor, subject, detail,"
+                            " prev_hash, hash FROM audit ORDER BY seq",
+                            -1, &s, NULL);
     if (rc != SQLITE_OK) {
         return fsm_sqlite_err(rc) ? fsm_sqlite_err(rc) : -EIO;
     }
@@ -624,6 +682,24 @@ int fsm_audit_verify(struct fsm *f, uint64_t *ret_bad_seq)
     }
     *ret_bad_seq = bad;
     return 0;
+}
+
+int fsm_query_audit_base(struct fsm *f,
+                         uint64_t *ret_seq,
+                         uint8_t ret_hash[FSM_HASH_LEN])
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(
+        f->db, "SELECT seq, hash FROM audit_base WHERE id = 1", -1, &s, NULL);
+    int rv = -EIO;
+    if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW &&
+        sqlite3_column_bytes(s, 1) == FSM_HASH_LEN) {
+        *ret_seq = fsm_col_u64(s, 0);
+        memcpy(ret_hash, sqlite3_column_blob(s, 1), FSM_HASH_LEN);
+        rv = 0;
+    }
+    sqlite3_finalize(s);
+    return rv;
 }
 
 int fsm_query_chain_head(struct fsm *f,

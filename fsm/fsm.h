@@ -35,9 +35,15 @@ struct fsm;
  * node of a cluster (it is not carried in commands). */
 struct fsm_config {
     uint32_t req_window; /* remembered req_ids; 0 = FSM_REQ_WINDOW */
+    uint32_t audit_keep; /* audit records kept; 0 = FSM_AUDIT_KEEP */
 };
 
 #define FSM_REQ_WINDOW           10000
+/* The state keeps the newest FSM_AUDIT_KEEP audit records (plus up to an
+ * eighth more before a prune): a snapshot, and the stall writing it, do
+ * not grow with the cluster's age. Each node archives the records before
+ * they go (node/audit.c); the chain stays verifiable from the kept base. */
+#define FSM_AUDIT_KEEP           16384
 #define FSM_DEFAULT_LEASE_TTL_MS (24ULL * 3600 * 1000)
 #define FSM_MAX_SESSIONS_PER_CN  64
 #define FSM_HASH_LEN             32
@@ -86,6 +92,11 @@ int fsm_state_hash(struct fsm *f, uint8_t ret[FSM_HASH_LEN]);
  * does not verify (a missing record is named by the seq expected there).
  * Returns 0, or -EIO/-ENOMEM when it could not read. */
 int fsm_audit_verify(struct fsm *f, uint64_t *ret_bad_seq);
+/* The last pruned record: the chain kept in the state starts after seq,
+ * linked to hash (seq 0 and zeroes when nothing was pruned). */
+int fsm_query_audit_base(struct fsm *f,
+                         uint64_t *ret_seq,
+                         uint8_t ret_hash[FSM_HASH_LEN]);
 int fsm_query_chain_head(struct fsm *f,
                          uint64_t *ret_seq,
                          uint8_t ret_hash[FSM_HASH_LEN]);

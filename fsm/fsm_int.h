@@ -72,6 +72,9 @@ enum fsm_st {
     FSM_ST_MAC_COUNT,
     FSM_ST_MAC_INHERIT,
     FSM_ST_MAC_DELETE_SESSION,
+    FSM_ST_AUDIT_HASH_AT,
+    FSM_ST_AUDIT_PRUNE,
+    FSM_ST_AUDIT_BASE_PUT,
     FSM_ST_MAX,
 };
 
@@ -82,6 +85,7 @@ struct fsm_meta {
     uint64_t req_seq;
     uint64_t audit_seq;
     uint8_t audit_head[FSM_HASH_LEN];
+    uint64_t audit_base; /* audit_base.seq (that table holds it) */
 };
 
 struct fsm {
@@ -89,6 +93,7 @@ struct fsm {
     sqlite3_stmt *st[FSM_ST_MAX];
     struct fsm_meta meta;
     uint32_t req_window;
+    uint32_t audit_keep;
     struct proto_cmd cmd; /* decoded command being applied */
 };
 

@@ -610,11 +610,26 @@ static void node_api_cluster_audit_head(struct node_http_req *r, void *data)
         return;
     }
     ovha_hex(hash, sizeof(hash), hex);
-    node_http_respond_json(
-        r, 200,
-        json_pack("{s:o, s:s, s:b, s:o}", "seq", node_api_cluster_uint(seq),
-                  "hash", hex, "verified", bad == 0, "first_bad_seq",
-                  node_api_cluster_uint(bad)));
+    uint64_t base = 0;
+    uint8_t base_hash[FSM_HASH_LEN];
+    fsm_query_audit_base(n->fsm, &base, base_hash);
+    json_t *o = json_pack("{s:o, s:s, s:b, s:o, s:o}", "seq",
+                          node_api_cluster_uint(seq), "hash", hex, "verified",
+                          bad == 0, "first_bad_seq", node_api_cluster_uint(bad),
+                          "base_seq", node_api_cluster_uint(base));
+    if (o != NULL && n->audit != NULL) {
+        struct node_audit_stats as;
+        node_audit_get_stats(n->audit, &as);
+        json_object_set_new(
+            o, "archive",
+            json_pack("{s:s, s:o, s:o, s:o, s:o, s:s}", "path", as.path,
+                      "archived", node_api_cluster_uint(as.archived),
+                      "next_seq", node_api_cluster_uint(as.next_seq), "gaps",
+                      node_api_cluster_uint(as.gaps), "failures",
+                      node_api_cluster_uint(as.failures), "last_error",
+                      as.last_error));
+    }
+    node_http_respond_json(r, 200, o);
 }
 
 /* Usage is charged per calendar month (UTC), the period's id "YYYY-MM". */

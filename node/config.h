@@ -94,11 +94,12 @@ struct node_cfg_openvpn {
 /* Replication (issue 4). Absent section = standalone: decisions from
  * local policy and a node-local pool, as before. None of it reloads. */
 struct node_cfg_cluster {
-    bool enabled;       /* the `cluster:` section is present */
-    uint64_t raft_id;   /* > 0; the certificate's ovha:node:<id> */
-    char address[64];   /* raft host:port; forwarding is port+1 */
-    char data_dir[256]; /* raft log and snapshots (created 0700) */
-    bool bootstrap;     /* first node of a new cluster only */
+    bool enabled;            /* the `cluster:` section is present */
+    uint64_t raft_id;        /* > 0; the certificate's ovha:node:<id> */
+    char address[64];        /* raft host:port; forwarding is port+1 */
+    char data_dir[256];      /* raft log and snapshots (created 0700) */
+    char audit_archive[256]; /* "" = <data_dir>-audit.jsonl */
+    bool bootstrap;          /* first node of a new cluster only */
     char ca[256], cert[256], key[256]; /* node mTLS material (PEM) */
     unsigned election_timeout_ms;      /* 1000 */
     unsigned heartbeat_timeout_ms;     /* 100 */

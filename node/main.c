@@ -99,11 +99,22 @@ static void node_repl_closed_cb(void *data)
     node_close_tiers(n);
 }
 
+static void node_audit_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->audit = NULL;
+    node_repl_close(n->repl, node_repl_closed_cb, n);
+}
+
 static void node_fw_closed_cb(void *data)
 {
     struct node *n = data;
     n->fw = NULL;
-    node_repl_close(n->repl, node_repl_closed_cb, n);
+    if (n->audit != NULL) {
+        node_audit_close(n->audit, node_audit_closed_cb, n);
+    } else {
+        node_audit_closed_cb(n);
+    }
 }
 
 static void node_routes_closed_cb(void *data)
@@ -391,6 +402,7 @@ static int node_start_cluster(struct node *n,
     }
     if (rv == 0) {
         node_repl_set_fw(n->repl, n->fw);
+        rv = node_audit_new(n->loop, n->boot_cfg, n->fsm, &n->audit);
     }
     return rv;
 }
@@ -449,6 +461,7 @@ static int node_start(struct node *n)
         if (n->fw != NULL) {
             node_fw_start(n->fw);
         }
+        node_audit_start(n->audit);
     }
     if (rv == 0) {
         rv = node_start_signals(n);

@@ -10,6 +10,7 @@
 
 #include "fsm/fsm.h"
 #include "mgmt/mgmt.h"
+#include "node/audit.h"
 #include "node/clients.h"
 #include "node/config.h"
 #include "node/decide.h"
@@ -47,6 +48,7 @@ struct node {
     struct node_failover *failover; /* liveness, fencing, drain */
     struct node_routes *routes;     /* NULL unless cluster.routes */
     struct node_fw *fw;             /* the firewall; NULL when tap */
+    struct node_audit *audit;       /* the audit chain's archive */
     uv_signal_t sig_term, sig_int, sig_hup;
     bool stopping;
     int exit_code;

@@ -24,6 +24,8 @@
 #   j. quota_action throttle (the gateways restarted with it): a client
 #      over its quota stays connected at the throttle rate, and when it
 #      reconnects to another gateway it is admitted and throttled there
+#   k. every gateway's audit archive is the chain in order, each record
+#      linked to the one before, up to the replicated head
 #
 # Gateways at 198.18.0.1-3, clients from 198.18.0.11, a server host at
 # 100.96.10.100 behind gw1 (on a link of its own; clients in the staff
@@ -426,4 +428,27 @@ ovt_check "j. throttled on gw2 too ($t2)" within "$t2" 256
 
 for c in quotat; do
     ovt_client_stop "$c"
+done
+
+# ---- k. the audit archive --------------------------------------------------------------
+
+# archive_ok N: gwN's archive has records 1..K in order, each linked to the
+# one before, and K reaches the replicated head as gwN reported it.
+archive_ok() {
+    local head
+    head=$(ovt_ctl "$1" audit head --json | jq -r .seq)
+    python3 - "$(ovt_gw_dir "$1")/raft-audit.jsonl" "$head" <<'EOF_PY'
+import json, sys
+prev, seq = "0" * 64, 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if "gap_from" in r or r["seq"] != seq + 1 or r["prev_hash"] != prev:
+        sys.exit("bad at %s" % line.strip()[:80])
+    prev, seq = r["hash"], r["seq"]
+sys.exit(0 if seq >= int(sys.argv[2]) > 0 else "only %d" % seq)
+EOF_PY
+}
+for n in 1 2 3; do
+    ovt_check "k. gw$n's audit archive is the chain, linked, up to the head" \
+        ovt_wait_until 10 archive_ok "$n"
 done

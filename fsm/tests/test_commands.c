@@ -903,7 +903,7 @@ static void test_fsm_restore_v1(void **state)
             SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE),
         SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
-                                  "DROP TABLE macs;"
+                                  "DROP TABLE macs; DROP TABLE audit_base;"
                                   "ALTER TABLE sessions DROP COLUMN groups;"
                                   "PRAGMA user_version = 1;",
                                   NULL, NULL, NULL),
@@ -1091,6 +1091,66 @@ static void test_fsm_audit_chain(void **state)
     fsm_free(f);
 }
 
+/* The state keeps the newest audit_keep records; the chain still verifies
+ * from the base, the same on every replica, and across a snapshot. */
+static void test_fsm_audit_pruned(void **state)
+{
+    (void)state;
+    struct fsm_config cfg = { .audit_keep = 8 };
+    struct fsm *f[2] = { NULL, NULL };
+    struct proto_result r;
+    struct proto_cmd c;
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(fsm_new(&cfg, &f[k]), 0);
+        for (int i = 0; i < 50; i++) {
+            fsmt_env(&c, PROTO_CMD_AUDIT_APPEND, "gw-1", T0 + (uint64_t)i, 0);
+            strcpy(c.u.audit_append.action, "note");
+            snprintf(c.u.audit_append.detail, sizeof(c.u.audit_append.detail),
+                     "n=%d", i);
+            assert_int_equal(fsmt_apply(f[k], &c, &r), 0);
+            fsmtc_ok(&r);
+        }
+    }
+    uint64_t base = 0, bad = 99, head_seq = 0;
+    uint8_t hash[FSM_HASH_LEN], head[FSM_HASH_LEN];
+    assert_int_equal(fsm_query_audit_base(f[0], &base, hash), 0);
+    assert_int_equal(fsm_query_chain_head(f[0], &head_seq, head), 0);
+    assert_int_equal(head_seq, 50);
+    assert_true(base > 0);
+    assert_true(head_seq - base >= 8 && head_seq - base <= 9);
+    struct fsmtc_audit_seen seen = { 0 };
+    assert_int_equal(fsm_query_audit(f[0], 1, fsmtc_audit_cb, &seen), 0);
+    assert_int_equal((uint64_t)seen.n, head_seq - base);
+    assert_int_equal(fsm_audit_verify(f[0], &bad), 0);
+    assert_int_equal(bad, 0);
+    uint8_t h0[FSM_HASH_LEN], h1[FSM_HASH_LEN];
+    fsmtc_hash(f[0], h0);
+    fsmtc_hash(f[1], h1);
+    assert_memory_equal(h0, h1, FSM_HASH_LEN);
+
+    /* A snapshot carries the base; the restored chain verifies. */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(fsm_snapshot(f[0], &buf, &len), 0);
+    assert_int_equal(fsm_restore(f[1], buf, len), 0);
+    fsm_snapshot_free(buf);
+    assert_int_equal(fsm_audit_verify(f[1], &bad), 0);
+    assert_int_equal(bad, 0);
+    /* Tampering with the base (or a kept record) is named. */
+    char sql[96];
+    snprintf(sql, sizeof(sql), "UPDATE audit SET detail = 'x' WHERE seq = %lu",
+             (unsigned long)(base + 1));
+    assert_int_equal(fsm_debug_exec(f[0], sql), 0);
+    assert_int_equal(fsm_audit_verify(f[0], &bad), 0);
+    assert_int_equal(bad, base + 1);
+    assert_int_equal(
+        fsm_debug_exec(f[1], "UPDATE audit_base SET hash = zeroblob(32)"), 0);
+    assert_int_equal(fsm_audit_verify(f[1], &bad), 0);
+    assert_int_equal(bad, base + 1);
+    fsm_free(f[0]);
+    fsm_free(f[1]);
+}
+
 /* ---- idempotence ------------------------------------------------------------
  */
 
@@ -1245,6 +1305,7 @@ int fsm_test_commands(void)
         cmocka_unit_test(test_fsm_policy),
         cmocka_unit_test(test_fsm_subnets),
         cmocka_unit_test(test_fsm_audit_chain),
+        cmocka_unit_test(test_fsm_audit_pruned),
         cmocka_unit_test(test_fsm_idempotence),
         cmocka_unit_test(test_fsm_snapshot_restore),
         cmocka_unit_test(test_fsm_oom_is_local),

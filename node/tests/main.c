@@ -68,6 +68,7 @@ int main(void)
     int failed = 0;
     failed += node_test_config();
     failed += node_test_baseline();
+    failed += node_test_audit();
     failed += node_test_http();
     failed += node_test_policy();
     failed += node_test_clients();

@@ -7,6 +7,7 @@
 
 int node_test_config(void);
 int node_test_baseline(void);
+int node_test_audit(void);
 int node_test_http(void);
 int node_test_policy(void);
 int node_test_clients(void);
