@@ -620,7 +620,8 @@ int fsm_audit(struct fsm *f,
     f->meta.audit_seq = seq;
     memcpy(f->meta.audit_head, hash, FSM_HASH_LEN);
     r->audit_seq = seq;
-    if (seq - f->meta.audit_base > f->audit_keep + f->audit_keep / 8) {
+    /* Small batches: a prune is a short DELETE, not a stall. */
+    if (seq - f->meta.audit_base > f->audit_keep + f->audit_keep / 64 + 1) {
         return fsm_audit_prune(f, seq - f->audit_keep);
     }
     return 0;

@@ -39,8 +39,8 @@ struct fsm_config {
 };
 
 #define FSM_REQ_WINDOW           10000
-/* The state keeps the newest FSM_AUDIT_KEEP audit records (plus up to an
- * eighth more before a prune): a snapshot, and the stall writing it, do
+/* The state keeps the newest FSM_AUDIT_KEEP audit records (plus up to a
+ * 64th more before a prune): a snapshot, and the stall writing it, do
  * not grow with the cluster's age. Each node archives the records before
  * they go (node/audit.c); the chain stays verifiable from the kept base. */
 #define FSM_AUDIT_KEEP           16384
