@@ -10,7 +10,8 @@
  * was down, or it installed a snapshot) writes {"gap_from", "gap_to"} and
  * goes on from the first record it still has; another node's archive
  * holds the missing ones. At start it resumes after the file's last
- * record. Writes (with fsync) run in the thread pool (node/job).
+ * record. Writes run in the thread pool (node/job); fdatasync at most
+ * every 10 s and at close.
  */
 #ifndef OVHA_NODE_AUDIT_H
 #define OVHA_NODE_AUDIT_H
