@@ -169,9 +169,90 @@ static void node_api_upstream(struct node_http_req *r, void *data)
     node_http_respond_json(r, 200, node_api_upstream_json(&st));
 }
 
+/* Why this node should not get clients now; each reason names a part. */
+static void node_api_ready_cluster(struct node *n, json_t *why)
+{
+    struct rft_status st;
+    rft_get_status(n->rft, &st);
+    if (st.leader_id == 0) {
+        json_array_append_new(why, json_string("raft: no leader known"));
+    } else if (st.last_applied < st.commit_index) {
+        json_array_append_new(
+            why, json_sprintf("raft: applied %llu of commit index %llu",
+                              (unsigned long long)st.last_applied,
+                              (unsigned long long)st.commit_index));
+    }
+    const char *refusal =
+        n->failover != NULL ? node_failover_refusal(n->failover) : NULL;
+    if (refusal != NULL) {
+        json_array_append_new(why, json_sprintf("admission: %s", refusal));
+    }
+}
+
+static void node_api_ready_enforce(struct node *n, json_t *why)
+{
+    if (n->routes != NULL) {
+        struct node_routes_stats rs;
+        node_routes_get_stats(n->routes, &rs);
+        if (rs.last_error[0] != '\0') {
+            json_array_append_new(why,
+                                  json_sprintf("routes: %s", rs.last_error));
+        }
+    }
+    if (n->fw != NULL) {
+        struct node_fw_stats fs;
+        node_fw_get_stats(n->fw, &fs);
+        if (fs.last_error[0] != '\0') {
+            json_array_append_new(why,
+                                  json_sprintf("firewall: %s", fs.last_error));
+        }
+    }
+    if (n->shaping != NULL) {
+        struct node_shaping_stats ss;
+        node_shaping_get_stats(n->shaping, &ss);
+        if (ss.last_error[0] != '\0') {
+            json_array_append_new(why,
+                                  json_sprintf("shaping: %s", ss.last_error));
+        }
+    }
+}
+
+/* 200 when openvpn runs, its management link is up, (clustered) raft has
+ * a leader and this node applied up to the commit index and admits
+ * clients, and the last enforcement passes were clean; else 503 with the
+ * reasons. /healthz only says the process is alive. */
+static void node_api_readyz(struct node_http_req *r, void *data)
+{
+    struct node *n = data;
+    json_t *why = json_array();
+    if (why == NULL) {
+        node_api_error(r, 500, "out of memory");
+        return;
+    }
+    enum node_sup_state sup = node_sup_state(n->sup);
+    if (sup != NODE_SUP_RUNNING) {
+        json_array_append_new(
+            why, json_sprintf("openvpn: %s", node_sup_state_name(sup)));
+    }
+    if (!n->mgmt_up) {
+        json_array_append_new(why, json_string("management: link down"));
+    }
+    if (n->rft != NULL) {
+        node_api_ready_cluster(n, why);
+    }
+    node_api_ready_enforce(n, why);
+    bool ready = json_array_size(why) == 0;
+    node_http_respond_json(
+        r, ready ? 200 : 503,
+        json_pack("{s:b, s:o}", "ready", ready, "reasons", why));
+}
+
 int node_api_register(struct node *n)
 {
     int rv = node_http_route(n->http, "GET", "/healthz", node_api_healthz, n);
+    if (rv == 0) {
+        rv = node_http_route(n->http, "GET", "/readyz", node_api_readyz, n);
+    }
     if (rv == 0) {
         rv = node_http_route(n->http, "GET", "/v1/sessions", node_api_sessions,
                              n);

@@ -305,6 +305,8 @@ static void routes_after(void *data)
         ovha_strlcpy(nr->stats.last_error, nr->job_err,
                      sizeof(nr->stats.last_error));
         LOG_WARN(ROUTES_MOD, "reconcile: %s", nr->job_err);
+    } else {
+        nr->stats.last_error[0] = '\0';
     }
     routes_copy_stats(nr);
 }

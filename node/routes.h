@@ -39,8 +39,8 @@ struct node_routes_stats {
     uint64_t failures;                 /* passes that reported an error */
     uint64_t desired;                  /* routes in the last desired set */
     uint64_t added, replaced, removed; /* cumulative, from enforce */
-    char last_error[256];
-    bool bridged; /* the fdb part below is in use */
+    char last_error[256];              /* the last pass's; "" if clean */
+    bool bridged;                      /* the fdb part below is in use */
     struct {
         uint64_t desired;                  /* MACs in the last desired set */
         uint64_t added, replaced, removed; /* cumulative, from enforce */

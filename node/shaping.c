@@ -123,6 +123,8 @@ static void shaping_after(void *data)
         ovha_strlcpy(s->stats.last_error, s->job_err,
                      sizeof(s->stats.last_error));
         LOG_WARN(SHAPING_MOD, "reconcile: %s", s->job_err);
+    } else {
+        s->stats.last_error[0] = '\0';
     }
     enf_shape_get_stats(s->shape, &es);
     s->stats.clients = es.clients;

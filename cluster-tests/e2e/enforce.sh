@@ -237,6 +237,9 @@ for c in alice webby bob; do
     IP[$c]=$(addr_of "$c")
 done
 ovt_diag "alice ${IP[alice]} (gw1), webby ${IP[webby]} (gw1), bob ${IP[bob]} (gw2)"
+for n in 1 2 3; do
+    ovt_check "gw$n is ready (/readyz)" ovt_wait_until 10 ovt_ready_is "$n" true
+done
 listen "$(cns webby)" 5001 5002
 listen "$(cns bob)" 5001
 listen "$(ovt_ns srv)" 8080 8081

@@ -320,6 +320,8 @@ done
 ovt_diag "d. $moved clients moved off the partitioned gw3 in $((SECONDS - t0)) s"
 ovt_check "d. gw3 fenced itself" \
     eval 'ovt_ctl 3 failover --json | jq -e ".fences >= 1" >/dev/null'
+ovt_check "d. gw3's /readyz says not ready, naming raft or admission" \
+    eval 'ovt_ready_is 3 false && ovt_readyz 3 | grep -Eq "raft|admission"'
 ovt_check "d. every client of gw3 moved with its address" test "$moved" = 4
 ovt_check "d. no address was ever held twice${dups:+ ($dups)}" test -z "$dups"
 ovt_check "d. the majority marks gw3 down" \
@@ -329,6 +331,8 @@ ovt_check "d. gw3 holds no session while cut off" \
 partition 3 off
 ovt_check "d. healed, gw3 is active again" \
     ovt_wait_until "$STEP" gw_state_is 1 gw3 active
+ovt_check "d. ... and ready again (/readyz)" \
+    ovt_wait_until "$STEP" ovt_ready_is 3 true
 sleep 3
 ovt_check "d. healed, gw3 took no client back" no_local_sessions 3
 ovt_check "d. every client still has its address" all_on ""

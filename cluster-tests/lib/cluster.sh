@@ -22,6 +22,7 @@
 #       lists them all
 #   ovt_gw_kill N SIG                signal to ovhad N, reaped when it dies
 #   ovt_ctl N ARGS...                ovhactl against gateway N's socket
+#   ovt_readyz N / ovt_ready_is N true|false   /readyz of gateway N
 #   ovt_wait_healthy N TIMEOUT_S     `ovhactl health` answers
 #   ovt_cluster_status N             `cluster status --json` of N (or "")
 #   ovt_cs N FIELD                   one field of it (see ovt__cs_jq)
@@ -274,6 +275,16 @@ ovt_ctl() {
     local n=$1
     shift
     timeout 10 "$OVHA_BIN/ovhactl" -s "$(ovt_gw_sock "$n")" "$@"
+}
+
+# ovt_readyz N: gateway N's /readyz answer (JSON), whatever its status.
+ovt_readyz() {
+    curl -s -m 5 --unix-socket "$(ovt_gw_sock "$1")" http://localhost/readyz
+}
+
+# ovt_ready_is N true|false: /readyz of gateway N says ready (or not).
+ovt_ready_is() {
+    [ "$(ovt_readyz "$1" | jq -r .ready 2>/dev/null)" = "$2" ]
 }
 
 ovt__ctl_ok() {
