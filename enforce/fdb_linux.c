@@ -40,12 +40,10 @@
 
 #include "base/base.h"
 #include "enforce/fdb_int.h"
+#include "enforce/nl_int.h"
 
 struct enf_flinux {
-    struct nl_sock *sk;
-    struct nl_cache *links;
-    struct nl_cb *ack_cb;
-    int ack_err; /* 1 while a request waits for its answer */
+    struct enf_nl nl;
     char bridge[ENF_FDB_IF_LEN];
     int br_ifindex; /* of the last dump */
 };
@@ -58,87 +56,14 @@ struct enf_flinux_dump {
 };
 
 /* libnl reports its own NLE_* codes; the interface speaks errno. */
-static int enf_flinux_errno(int nlerr)
-{
-    switch (nlerr < 0 ? -nlerr : nlerr) {
-    case NLE_NOMEM:
-        return -ENOMEM;
-    case NLE_PERM:
-        return -EPERM;
-    case NLE_NOACCESS:
-        return -EACCES;
-    case NLE_NODEV:
-        return -ENODEV;
-    case NLE_EXIST:
-        return -EEXIST;
-    case NLE_OBJ_NOTFOUND:
-        return -ENOENT;
-    case NLE_INVAL:
-        return -EINVAL;
-    case NLE_AGAIN:
-        return -EAGAIN;
-    case NLE_BUSY:
-        return -EBUSY;
-    case NLE_RANGE:
-        return -ERANGE;
-    case NLE_AF_NOSUPPORT:
-        return -EAFNOSUPPORT;
-    case NLE_OPNOTSUPP:
-        return -EOPNOTSUPP;
-    default:
-        return -EIO;
-    }
-}
-
-static int enf_flinux_ack_cb(struct nl_msg *msg, void *arg)
-{
-    (void)msg;
-    *(int *)arg = 0;
-    return NL_STOP;
-}
-
-static int enf_flinux_error_cb(struct sockaddr_nl *nla,
-                               struct nlmsgerr *e,
-                               void *arg)
-{
-    (void)nla;
-    *(int *)arg = e->error != 0 ? e->error : 0;
-    return NL_STOP;
-}
-
 static void enf_flinux_close(void *state)
 {
     struct enf_flinux *st = state;
     if (st == NULL) {
         return;
     }
-    if (st->links != NULL) {
-        nl_cache_free(st->links);
-    }
-    if (st->ack_cb != NULL) {
-        nl_cb_put(st->ack_cb);
-    }
-    nl_socket_free(st->sk);
+    enf_nl_close(&st->nl);
     ovha_free(st);
-}
-
-static int enf_flinux_connect(struct enf_flinux *st)
-{
-    st->sk = nl_socket_alloc();
-    st->ack_cb = nl_cb_alloc(NL_CB_DEFAULT);
-    if (st->sk == NULL || st->ack_cb == NULL) {
-        return -ENOMEM;
-    }
-    nl_cb_set(st->ack_cb, NL_CB_ACK, NL_CB_CUSTOM, enf_flinux_ack_cb,
-              &st->ack_err);
-    nl_cb_err(st->ack_cb, NL_CB_CUSTOM, enf_flinux_error_cb, &st->ack_err);
-    int err = nl_connect(st->sk, NETLINK_ROUTE);
-    if (err < 0) {
-        return enf_flinux_errno(err);
-    }
-    /* Dump messages can be larger than libnl's default read size. */
-    nl_socket_enable_msg_peek(st->sk);
-    return 0;
 }
 
 static int enf_flinux_open(const struct enf_fdb_config *cfg,
@@ -152,7 +77,7 @@ static int enf_flinux_open(const struct enf_fdb_config *cfg,
         return -ENOMEM;
     }
     ovha_strlcpy(st->bridge, cfg->bridge, sizeof(st->bridge));
-    int err = enf_flinux_connect(st);
+    int err = enf_nl_open(&st->nl);
     if (err < 0) {
         snprintf(errbuf, errlen, "fdb: netlink socket: %s", ovha_strerror(err));
         enf_flinux_close(st);
@@ -162,44 +87,25 @@ static int enf_flinux_open(const struct enf_fdb_config *cfg,
     return 0;
 }
 
-/* Sends msg (consumed) and waits for the kernel's answer. */
-static int enf_flinux_request(struct enf_flinux *st, struct nl_msg *msg)
-{
-    int err = nl_send_auto(st->sk, msg);
-    nlmsg_free(msg);
-    if (err < 0) {
-        return enf_flinux_errno(err);
-    }
-    st->ack_err = 1;
-    /* One ack per request; the bound only guards against a socket that
-     * keeps delivering unrelated messages. */
-    for (int i = 0; i < 64 && st->ack_err == 1; i++) {
-        err = nl_recvmsgs(st->sk, st->ack_cb);
-        if (err < 0 && st->ack_err == 1) {
-            return enf_flinux_errno(err);
-        }
-    }
-    return st->ack_err == 1 ? -EIO : st->ack_err;
-}
-
 /* ---- links --------------------------------------------------------------- */
 
 static int enf_flinux_refill_links(struct enf_flinux *st)
 {
     int err;
-    if (st->links == NULL) {
-        err = rtnl_link_alloc_cache(st->sk, AF_UNSPEC, &st->links);
+    if (st->nl.links == NULL) {
+        err = rtnl_link_alloc_cache(st->nl.sk, AF_UNSPEC, &st->nl.links);
     } else {
-        err = nl_cache_refill(st->sk, st->links);
+        err = nl_cache_refill(st->nl.sk, st->nl.links);
     }
-    return err < 0 ? enf_flinux_errno(err) : 0;
+    return err < 0 ? enf_nl_errno(err) : 0;
 }
 
 /* The cached link called name (a reference), or NULL. */
 static struct rtnl_link *enf_flinux_link(struct enf_flinux *st,
                                          const char *name)
 {
-    return st->links != NULL ? rtnl_link_get_by_name(st->links, name) : NULL;
+    return st->nl.links != NULL ? rtnl_link_get_by_name(st->nl.links, name)
+                                : NULL;
 }
 
 /* Resolves the bridge for this dump: -ENODEV if it does not exist,
@@ -254,7 +160,7 @@ static bool enf_flinux_convert(struct enf_flinux *st,
     unsigned flags = rtnl_neigh_get_flags(n);
     e->kind = enf_flinux_kind(flags, rtnl_neigh_get_state(n));
     e->sticky = (flags & NTF_STICKY) != 0;
-    if (rtnl_link_i2name(st->links, rtnl_neigh_get_ifindex(n), e->port,
+    if (rtnl_link_i2name(st->nl.links, rtnl_neigh_get_ifindex(n), e->port,
                          sizeof(e->port)) == NULL) {
         e->port[0] = '\0';
     }
@@ -278,7 +184,7 @@ static int enf_flinux_dump_cb(struct nl_msg *msg, void *arg)
     int err = rtnl_neigh_parse(nlh, &n);
     if (err < 0) {
         if (d->err == 0) {
-            d->err = enf_flinux_errno(err);
+            d->err = enf_nl_errno(err);
         }
         return NL_SKIP;
     }
@@ -307,10 +213,10 @@ static int enf_flinux_dump_request(struct enf_flinux *st)
         err = nla_put_u32(msg, IFLA_MASTER, (uint32_t)st->br_ifindex);
     }
     if (err == 0) {
-        err = nl_send_auto(st->sk, msg);
+        err = nl_send_auto(st->nl.sk, msg);
     }
     nlmsg_free(msg);
-    return err < 0 ? enf_flinux_errno(err) : 0;
+    return err < 0 ? enf_nl_errno(err) : 0;
 }
 
 static int enf_flinux_dump(void *state, struct enf_fdb_vec *out)
@@ -330,17 +236,17 @@ static int enf_flinux_dump(void *state, struct enf_fdb_vec *out)
     if (cb == NULL) {
         /* The answer is coming: read it off or it would be taken as the
          * answer to the next request. */
-        (void)nl_recvmsgs_default(st->sk);
+        (void)nl_recvmsgs_default(st->nl.sk);
         return -ENOMEM;
     }
     struct enf_flinux_dump d = { st, out, 0 };
     nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, enf_flinux_dump_cb, &d);
     /* nl_recvmsgs reads the whole multipart answer (to NLMSG_DONE), even
      * after an allocation failure in the callback. */
-    err = nl_recvmsgs(st->sk, cb);
+    err = nl_recvmsgs(st->nl.sk, cb);
     nl_cb_put(cb);
     if (err < 0) {
-        return enf_flinux_errno(err);
+        return enf_nl_errno(err);
     }
     return d.err;
 }
@@ -376,10 +282,10 @@ static int enf_flinux_attach(void *state, const char *port, bool *ret_enslaved)
     rtnl_link_set_flags(changes, IFF_UP);
     err = rtnl_link_build_change_request(orig, changes, 0, &msg);
     if (err < 0) {
-        err = enf_flinux_errno(err);
+        err = enf_nl_errno(err);
         goto out;
     }
-    err = enf_flinux_request(st, msg);
+    err = enf_nl_request(&st->nl, msg);
     if (err == 0) {
         /* The port's master changed under the cache adds look at. */
         err = enf_flinux_refill_links(st);
@@ -450,9 +356,9 @@ static int enf_flinux_send_neigh(struct enf_flinux *st,
     }
     rtnl_neigh_put(n);
     if (err < 0) {
-        return enf_flinux_errno(err);
+        return enf_nl_errno(err);
     }
-    return enf_flinux_request(st, msg);
+    return enf_nl_request(&st->nl, msg);
 }
 
 static int enf_flinux_add(void *state, const struct enf_fdb_ent *e)

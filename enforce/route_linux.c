@@ -25,16 +25,14 @@
 #include <sys/socket.h>
 
 #include "base/base.h"
+#include "enforce/nl_int.h"
 #include "enforce/route_int.h"
 
 _Static_assert(ENF_ROUTE_TYPE_UNICAST == RTN_UNICAST,
                "route_int.h spells RTN_UNICAST");
 
 struct enf_rlinux {
-    struct nl_sock *sk;
-    struct nl_cache *links;
-    struct nl_cb *ack_cb;
-    int ack_err; /* 1 while a request waits for its answer */
+    struct enf_nl nl;
     uint8_t protocol;
     uint32_t table;
 };
@@ -48,87 +46,14 @@ struct enf_rlinux_dump {
 };
 
 /* libnl reports its own NLE_* codes; the interface speaks errno. */
-static int enf_rlinux_errno(int nlerr)
-{
-    switch (nlerr < 0 ? -nlerr : nlerr) {
-    case NLE_NOMEM:
-        return -ENOMEM;
-    case NLE_PERM:
-        return -EPERM;
-    case NLE_NOACCESS:
-        return -EACCES;
-    case NLE_NODEV:
-        return -ENODEV;
-    case NLE_EXIST:
-        return -EEXIST;
-    case NLE_OBJ_NOTFOUND:
-        return -ESRCH;
-    case NLE_INVAL:
-        return -EINVAL;
-    case NLE_AGAIN:
-        return -EAGAIN;
-    case NLE_BUSY:
-        return -EBUSY;
-    case NLE_RANGE:
-        return -ERANGE;
-    case NLE_AF_NOSUPPORT:
-        return -EAFNOSUPPORT;
-    case NLE_OPNOTSUPP:
-        return -EOPNOTSUPP;
-    default:
-        return -EIO;
-    }
-}
-
-static int enf_rlinux_ack_cb(struct nl_msg *msg, void *arg)
-{
-    (void)msg;
-    *(int *)arg = 0;
-    return NL_STOP;
-}
-
-static int enf_rlinux_error_cb(struct sockaddr_nl *nla,
-                               struct nlmsgerr *e,
-                               void *arg)
-{
-    (void)nla;
-    *(int *)arg = e->error != 0 ? e->error : 0;
-    return NL_STOP;
-}
-
 static void enf_rlinux_close(void *state)
 {
     struct enf_rlinux *st = state;
     if (st == NULL) {
         return;
     }
-    if (st->links != NULL) {
-        nl_cache_free(st->links);
-    }
-    if (st->ack_cb != NULL) {
-        nl_cb_put(st->ack_cb);
-    }
-    nl_socket_free(st->sk);
+    enf_nl_close(&st->nl);
     ovha_free(st);
-}
-
-static int enf_rlinux_connect(struct enf_rlinux *st)
-{
-    st->sk = nl_socket_alloc();
-    st->ack_cb = nl_cb_alloc(NL_CB_DEFAULT);
-    if (st->sk == NULL || st->ack_cb == NULL) {
-        return -ENOMEM;
-    }
-    nl_cb_set(st->ack_cb, NL_CB_ACK, NL_CB_CUSTOM, enf_rlinux_ack_cb,
-              &st->ack_err);
-    nl_cb_err(st->ack_cb, NL_CB_CUSTOM, enf_rlinux_error_cb, &st->ack_err);
-    int err = nl_connect(st->sk, NETLINK_ROUTE);
-    if (err < 0) {
-        return enf_rlinux_errno(err);
-    }
-    /* Dump messages can be larger than libnl's default read size. */
-    nl_socket_enable_msg_peek(st->sk);
-    return 0;
 }
 
 static int enf_rlinux_open(uint8_t protocol,
@@ -144,7 +69,7 @@ static int enf_rlinux_open(uint8_t protocol,
     }
     st->protocol = protocol;
     st->table = table;
-    int err = enf_rlinux_connect(st);
+    int err = enf_nl_open(&st->nl);
     if (err < 0) {
         snprintf(errbuf, errlen, "route: netlink socket: %s",
                  ovha_strerror(err));
@@ -153,26 +78,6 @@ static int enf_rlinux_open(uint8_t protocol,
     }
     *ret_state = st;
     return 0;
-}
-
-/* Sends msg (consumed) and waits for the kernel's answer. */
-static int enf_rlinux_request(struct enf_rlinux *st, struct nl_msg *msg)
-{
-    int err = nl_send_auto(st->sk, msg);
-    nlmsg_free(msg);
-    if (err < 0) {
-        return enf_rlinux_errno(err);
-    }
-    st->ack_err = 1;
-    /* One ack per request; the bound only guards against a socket that
-     * keeps delivering unrelated messages. */
-    for (int i = 0; i < 64 && st->ack_err == 1; i++) {
-        err = nl_recvmsgs(st->sk, st->ack_cb);
-        if (err < 0 && st->ack_err == 1) {
-            return enf_rlinux_errno(err);
-        }
-    }
-    return st->ack_err == 1 ? -EIO : st->ack_err;
 }
 
 /* ---- dump ---------------------------------------------------------------- */
@@ -210,8 +115,8 @@ static void enf_rlinux_nexthop(struct enf_rlinux *st,
         return;
     }
     int ifindex = rtnl_route_nh_get_ifindex(nh);
-    if (st->links == NULL || rtnl_link_i2name(st->links, ifindex, rt->dev,
-                                              sizeof(rt->dev)) == NULL) {
+    if (st->nl.links == NULL || rtnl_link_i2name(st->nl.links, ifindex, rt->dev,
+                                                 sizeof(rt->dev)) == NULL) {
         rt->dev[0] = '\0';
         rt->odd = true;
     }
@@ -264,12 +169,12 @@ static int enf_rlinux_dump_cb(struct nl_msg *msg, void *arg)
 static int enf_rlinux_refill_links(struct enf_rlinux *st)
 {
     int err;
-    if (st->links == NULL) {
-        err = rtnl_link_alloc_cache(st->sk, AF_UNSPEC, &st->links);
+    if (st->nl.links == NULL) {
+        err = rtnl_link_alloc_cache(st->nl.sk, AF_UNSPEC, &st->nl.links);
     } else {
-        err = nl_cache_refill(st->sk, st->links);
+        err = nl_cache_refill(st->nl.sk, st->nl.links);
     }
-    return err < 0 ? enf_rlinux_errno(err) : 0;
+    return err < 0 ? enf_nl_errno(err) : 0;
 }
 
 static int enf_rlinux_dump(void *state,
@@ -281,9 +186,9 @@ static int enf_rlinux_dump(void *state,
     if (err < 0) {
         return err;
     }
-    err = nl_rtgen_request(st->sk, RTM_GETROUTE, AF_UNSPEC, NLM_F_DUMP);
+    err = nl_rtgen_request(st->nl.sk, RTM_GETROUTE, AF_UNSPEC, NLM_F_DUMP);
     if (err < 0) {
-        return enf_rlinux_errno(err);
+        return enf_nl_errno(err);
     }
     struct nl_cb *cb = nl_cb_alloc(NL_CB_DEFAULT);
     if (cb == NULL) {
@@ -294,10 +199,10 @@ static int enf_rlinux_dump(void *state,
     /* nl_recvmsgs reads the whole multipart answer (to NLMSG_DONE). Even
      * after an allocation failure it must run to the end, or the rest of
      * the dump would be read as the answer to the next request. */
-    err = nl_recvmsgs(st->sk, cb);
+    err = nl_recvmsgs(st->nl.sk, cb);
     nl_cb_put(cb);
     if (err < 0) {
-        return enf_rlinux_errno(err);
+        return enf_nl_errno(err);
     }
     return d.err;
 }
@@ -306,13 +211,14 @@ static int enf_rlinux_dump(void *state,
 
 static int enf_rlinux_ifindex(struct enf_rlinux *st, const char *dev)
 {
-    int ifindex = st->links != NULL ? rtnl_link_name2i(st->links, dev) : 0;
+    int ifindex =
+        st->nl.links != NULL ? rtnl_link_name2i(st->nl.links, dev) : 0;
     if (ifindex > 0) {
         return ifindex;
     }
     /* Created since the last dump (a tun that just came up)? */
     struct rtnl_link *link = NULL;
-    if (rtnl_link_get_kernel(st->sk, 0, dev, &link) < 0) {
+    if (rtnl_link_get_kernel(st->nl.sk, 0, dev, &link) < 0) {
         return -ENODEV;
     }
     ifindex = rtnl_link_get_ifindex(link);
@@ -407,10 +313,10 @@ static int enf_rlinux_add(void *state, const struct enf_route_rt *rt)
     err =
         rtnl_route_build_add_request(route, NLM_F_CREATE | NLM_F_REPLACE, &msg);
     if (err < 0) {
-        err = enf_rlinux_errno(err);
+        err = enf_nl_errno(err);
         goto out;
     }
-    err = enf_rlinux_request(st, msg);
+    err = enf_nl_request(&st->nl, msg);
 out:
     rtnl_route_put(route);
     return err;
@@ -431,10 +337,10 @@ static int enf_rlinux_del(void *state, const struct enf_route_rt *rt)
     rtnl_route_set_scope(route, RT_SCOPE_NOWHERE);
     err = rtnl_route_build_del_request(route, 0, &msg);
     if (err < 0) {
-        err = enf_rlinux_errno(err);
+        err = enf_nl_errno(err);
         goto out;
     }
-    err = enf_rlinux_request(st, msg);
+    err = enf_nl_request(&st->nl, msg);
 out:
     rtnl_route_put(route);
     return err;
