@@ -30,8 +30,9 @@ const char *ovha_strerror(int err);
 
 /* ---- logging ------------------------------------------------------------
  * Lines go to stderr with an sd-daemon "<N>" priority prefix, as
- * "module: what: why". Either logfmt-free plain text or one JSON object per
- * line (ovha_log_set_json). Leaf code logs at debug at most. */
+ * "module: what: why" (text, for journald), or as one JSON object or one
+ * logfmt record per line (ovha_log_set_format). Leaf code logs at debug
+ * at most. */
 enum ovha_log_level {
     OVHA_LOG_ERR = 3,
     OVHA_LOG_WARN = 4,
@@ -41,7 +42,12 @@ enum ovha_log_level {
 
 void ovha_log_set_level(enum ovha_log_level level);
 enum ovha_log_level ovha_log_get_level(void);
-void ovha_log_set_json(bool json);
+enum ovha_log_format {
+    OVHA_LOG_TEXT = 0,
+    OVHA_LOG_JSON = 1,
+    OVHA_LOG_LOGFMT = 2,
+};
+void ovha_log_set_format(enum ovha_log_format format);
 /* Parses "err", "warn", "info" or "debug". Returns 0 or -EINVAL. */
 int ovha_log_level_parse(const char *name, enum ovha_log_level *ret_level);
 

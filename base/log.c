@@ -8,12 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/base.h"
 
 static enum ovha_log_level ovha_log_level_cur = OVHA_LOG_INFO;
-static bool ovha_log_json;
+static enum ovha_log_format ovha_log_format_cur = OVHA_LOG_TEXT;
 
 void ovha_log_set_level(enum ovha_log_level level)
 {
@@ -25,9 +26,9 @@ enum ovha_log_level ovha_log_get_level(void)
     return ovha_log_level_cur;
 }
 
-void ovha_log_set_json(bool json)
+void ovha_log_set_format(enum ovha_log_format format)
 {
-    ovha_log_json = json;
+    ovha_log_format_cur = format;
 }
 
 int ovha_log_level_parse(const char *name, enum ovha_log_level *ret_level)
@@ -81,6 +82,45 @@ static size_t ovha_log_json_escape(char *out, size_t cap, const char *s)
     return n;
 }
 
+/* Appends s as a logfmt quoted value's inside: quotes, backslashes and
+ * control bytes escaped, so a hostile CN cannot start a new key or line. */
+static size_t ovha_log_logfmt_escape(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; *s != '\0' && n + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", c);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static int ovha_log_logfmt(char *line,
+                           size_t cap,
+                           enum ovha_log_level level,
+                           const char *module,
+                           const char *msg)
+{
+    char esc[4096];
+    char ts[32];
+    uint64_t now = ovha_now_real_ms();
+    time_t secs = (time_t)(now / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+    ovha_log_logfmt_escape(esc, sizeof(esc), msg);
+    return snprintf(line, cap, "ts=%s.%03uZ level=%s module=%s msg=\"%s\"\n",
+                    ts, (unsigned)(now % 1000), ovha_log_level_name(level),
+                    module, esc);
+}
+
 /* Replaces control bytes in plain-text output so one call is one line. */
 static void ovha_log_plain_sanitize(char *s)
 {
@@ -104,7 +144,9 @@ void ovha_logv(enum ovha_log_level level,
     int n;
     int saved = errno;
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    if (ovha_log_json) {
+    if (ovha_log_format_cur == OVHA_LOG_LOGFMT) {
+        n = ovha_log_logfmt(line, sizeof(line), level, module, msg);
+    } else if (ovha_log_format_cur == OVHA_LOG_JSON) {
         char esc[4096];
         ovha_log_json_escape(esc, sizeof(esc), msg);
         n = snprintf(line, sizeof(line),

@@ -80,7 +80,8 @@ struct node_cfg_key {
 
 static const char *const node_cfg_levels[] = { "err", "warn", "info", "debug",
                                                NULL };
-static const char *const node_cfg_formats[] = { "text", "json", NULL };
+static const char *const node_cfg_formats[] = { "text", "json", "logfmt",
+                                                NULL };
 static const char *const node_cfg_protos[] = { "udp", "tcp-server", NULL };
 static const char *const node_cfg_actions[] = { "allow", "deny", NULL };
 static const char *const node_cfg_bools[] = { "false", "true", NULL };
@@ -170,10 +171,17 @@ static const struct node_cfg_key node_cfg_keys[] = {
       .reloadable = true },
     { .path = "log.format",
       .type = NODE_CFG_T_ENUM,
-      R(log_json),
+      R(log_format),
       .choices = node_cfg_formats,
       .def = "text",
       .reloadable = true },
+
+    { .path = "api", .type = NODE_CFG_T_SECTION },
+    { .path = "api.tokens_file", .type = NODE_CFG_T_STR, R(api.tokens_file) },
+    { .path = "api.listen", .type = NODE_CFG_T_STR, R(api.listen) },
+    { .path = "api.tls_cert", .type = NODE_CFG_T_STR, R(api.tls_cert) },
+    { .path = "api.tls_key", .type = NODE_CFG_T_STR, R(api.tls_key) },
+    { .path = "api.client_ca", .type = NODE_CFG_T_STR, R(api.client_ca) },
 
     { .path = "management", .type = NODE_CFG_T_SECTION },
     { .path = "management.command_timeout_ms",
@@ -1706,6 +1714,25 @@ static int node_cfg_check_cluster(struct node_cfg_ctx *c)
     return node_cfg_check_fencing(c);
 }
 
+/* The TCP listener is remote admin: TLS and credentials are required. */
+static int node_cfg_check_api(struct node_cfg_ctx *c)
+{
+    static const char *const paths[] = { "api.tls_cert", "api.tls_key",
+                                         "api.tokens_file" };
+    if (c->cfg->api.listen[0] == '\0') {
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        const struct node_cfg_key *k = node_cfg_lookup(paths[i]);
+        if (((char *)node_cfg_field(k, c->cfg))[0] == '\0') {
+            return node_cfg_err(c, node_cfg_mark_of(c, "api.listen"),
+                                "%s: required when api.listen is set",
+                                paths[i]);
+        }
+    }
+    return 0;
+}
+
 /* Only https: the upstream sees client names and passwords. */
 static int node_cfg_check_url(struct node_cfg_ctx *c)
 {
@@ -1974,6 +2001,9 @@ static int node_cfg_walk_doc(struct node_cfg_ctx *c)
     }
     if (rv == 0) {
         rv = node_cfg_check_bridge(c);
+    }
+    if (rv == 0) {
+        rv = node_cfg_check_api(c);
     }
     return rv;
 }

@@ -184,8 +184,16 @@ struct node_cfg {
     char http_socket[256]; /* default <state_dir>/ovhad.sock */
 
     /* log (reloadable) */
-    char log_level[8]; /* err|warn|info|debug; default info */
-    bool log_json;     /* log.format: text|json */
+    char log_level[8];   /* err|warn|info|debug; default info */
+    unsigned log_format; /* log.format: text|json|logfmt (index) */
+
+    /* api: who may call the admin API, and the optional TLS listener */
+    struct {
+        char tokens_file[256]; /* tokens and cert CNs with roles; "" none */
+        char listen[80];       /* "host:port" TCP with TLS; "" = off */
+        char tls_cert[256], tls_key[256];
+        char client_ca[256]; /* "" = no client certificates */
+    } api;
 
     /* management */
     uint64_t mgmt_cmd_timeout_ms; /* 5000 */

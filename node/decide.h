@@ -217,6 +217,13 @@ struct node_routes;
 /* The firewall is kicked when a local session opens (membership). */
 struct node_fw;
 void node_repl_set_fw(struct node_repl *r, struct node_fw *fw);
+/* Appends an audit record (an admin write through the API) naming actor;
+ * fire and forget: a failure is logged. Returns 0 or a negative errno. */
+int node_repl_audit_append(struct node_repl *r,
+                           const char *action,
+                           const char *subject,
+                           const char *detail,
+                           const char *actor);
 /* Proposes the policy row name = body (NULL body: delete it); cb as for
  * node_repl_set_gateway_state. Returns 0 or a negative error. */
 int node_repl_policy_put(struct node_repl *r,

@@ -24,8 +24,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -68,6 +71,12 @@ struct node_http {
     struct node_http_route *routes;
     size_t nroutes;
     struct node_http_req *pending; /* suspended, unanswered requests */
+    bool tls;
+    bool client_ca;   /* client certificates are requested */
+    char *tls_pem[3]; /* cert, key, client CA: MHD keeps pointers to them */
+    node_http_auth_fn auth_fn;
+    node_http_answered_fn answered_fn;
+    void *auth_data;
 };
 
 struct node_http_req {
@@ -84,6 +93,8 @@ struct node_http_req {
     unsigned status;
     node_http_cancel_fn cancel_cb;
     void *cancel_data;
+    char subject[128];                 /* set by the auth hook; "" = none */
+    bool routed;                       /* passed auth and reached a handler */
     struct node_http_req *prev, *next; /* in h->pending */
 };
 
@@ -178,10 +189,11 @@ static struct MHD_Response *node_http_make(const char *content_type,
 
 /* Queues an answer built here (errors), for a request in the access
  * callback. */
-static enum MHD_Result node_http_queue_error(struct node_http_req *r,
-                                             unsigned status,
-                                             const char *msg,
-                                             const char *allow)
+static enum MHD_Result node_http_queue_error_h(struct node_http_req *r,
+                                               unsigned status,
+                                               const char *msg,
+                                               const char *header,
+                                               const char *value)
 {
     char body[128];
     int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}", msg);
@@ -193,12 +205,46 @@ static enum MHD_Result node_http_queue_error(struct node_http_req *r,
     if (resp == NULL) {
         return MHD_NO; /* MHD closes the connection */
     }
-    if (allow != NULL) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (header != NULL) {
+        MHD_add_response_header(resp, header, value);
+    }
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     }
     ret = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
+}
+
+static enum MHD_Result node_http_queue_error(struct node_http_req *r,
+                                             unsigned status,
+                                             const char *msg,
+                                             const char *allow)
+{
+    return node_http_queue_error_h(
+        r, status, msg, allow != NULL ? MHD_HTTP_HEADER_ALLOW : NULL, allow);
+}
+
+/* Runs the auth hook; answers 401 / 403 itself and returns false then. */
+static bool node_http_authorize(struct node_http_req *r, enum MHD_Result *ret)
+{
+    struct node_http *h = r->h;
+    char msg[96] = "unauthorized";
+    if (h->auth_fn == NULL) {
+        return true;
+    }
+    unsigned status = h->auth_fn(r, h->auth_data, msg, sizeof(msg));
+    if (status == 0) {
+        return true;
+    }
+    if (status == MHD_HTTP_UNAUTHORIZED) {
+        *ret = node_http_queue_error_h(r, status, msg,
+                                       MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                       "Bearer realm=\"ovha\"");
+    } else {
+        *ret = node_http_queue_error(r, status, msg, NULL);
+    }
+    return false;
 }
 
 static enum MHD_Result node_http_queue_stored(struct node_http_req *r)
@@ -247,6 +293,11 @@ static enum MHD_Result node_http_dispatch(struct node_http_req *r)
         }
         return node_http_queue_error(r, MHD_HTTP_NOT_FOUND, "not found", NULL);
     }
+    enum MHD_Result denied;
+    if (!node_http_authorize(r, &denied)) {
+        return denied;
+    }
+    r->routed = true;
     r->in_handler = true;
     found->fn(r, found->data);
     r->in_handler = false;
@@ -407,7 +458,7 @@ static int node_http_remove_stale(const char *path,
                                   const struct sockaddr_un *sa)
 {
     struct stat st;
-    int fd, rv;
+    int fd = -1, rv;
 
     if (lstat(path, &st) != 0) {
         return errno == ENOENT ? 0 : -errno;
@@ -437,7 +488,7 @@ static int node_http_remove_stale(const char *path,
 static int node_http_socket(const char *path, unsigned mode, int *ret_fd)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int fd, rv;
+    int fd = -1, rv;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
         return -ENAMETOOLONG;
@@ -470,10 +521,48 @@ err_close:
     return rv;
 }
 
-int node_http_listen_unix(struct node_http *h, const char *path, unsigned mode)
+/* Starts MHD on the listening socket fd (which it then owns) and puts its
+ * epoll fd under the loop. tls_opts: extra MHD options (TLS), ending with
+ * MHD_OPTION_END. */
+static int node_http_start(struct node_http *h,
+                           int fd,
+                           unsigned flags,
+                           struct MHD_OptionItem *tls_opts)
 {
     const union MHD_DaemonInfo *info;
-    int fd, rv;
+    int rv;
+
+    h->mhd = MHD_start_daemon(
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | flags, 0,
+        NULL, NULL, node_http_access_cb, h, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_NOTIFY_COMPLETED, node_http_completed_cb, h,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)NODE_HTTP_CONN_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)NODE_HTTP_CONN_LIMIT,
+        MHD_OPTION_EXTERNAL_LOGGER, node_http_log_cb, h, MHD_OPTION_ARRAY,
+        tls_opts, MHD_OPTION_END);
+    if (h->mhd == NULL) {
+        close(fd);
+        return -EIO;
+    }
+    info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    rv = info != NULL ? uv_poll_init(h->loop, &h->poll, info->epoll_fd) : -EIO;
+    if (rv != 0) {
+        MHD_stop_daemon(h->mhd); /* closes fd */
+        h->mhd = NULL;
+        return rv;
+    }
+    h->poll.data = h;
+    h->poll_init = true;
+    h->open_handles++;
+    uv_poll_start(&h->poll, UV_READABLE, node_http_poll_cb);
+    node_http_arm(h);
+    return 0;
+}
+
+int node_http_listen_unix(struct node_http *h, const char *path, unsigned mode)
+{
+    struct MHD_OptionItem none[] = { { MHD_OPTION_END, 0, NULL } };
+    int fd = -1, rv;
 
     if (h->mhd != NULL || h->closing) {
         return -EALREADY;
@@ -483,48 +572,108 @@ int node_http_listen_unix(struct node_http *h, const char *path, unsigned mode)
         return -ENOMEM;
     }
     rv = node_http_socket(path, mode, &fd);
+    if (rv == 0) {
+        rv = node_http_start(h, fd, 0, none);
+        if (rv != 0) {
+            unlink(path);
+        }
+    }
     if (rv != 0) {
-        goto err_path;
+        ovha_free(h->sock_path);
+        h->sock_path = NULL;
     }
-    h->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL,
-        NULL, node_http_access_cb, h, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_NOTIFY_COMPLETED, node_http_completed_cb, h,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)NODE_HTTP_CONN_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)NODE_HTTP_CONN_LIMIT,
-        MHD_OPTION_EXTERNAL_LOGGER, node_http_log_cb, h, MHD_OPTION_END);
-    if (h->mhd == NULL) {
-        rv = -EIO;
-        goto err_sock;
-    }
-    info = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (info == NULL) {
-        rv = -EIO;
-        goto err_mhd;
-    }
-    rv = uv_poll_init(h->loop, &h->poll, info->epoll_fd);
-    if (rv != 0) {
-        goto err_mhd;
-    }
-    h->poll.data = h;
-    h->poll_init = true;
-    h->open_handles++;
-    uv_poll_start(&h->poll, UV_READABLE, node_http_poll_cb);
-    node_http_arm(h);
-    return 0;
-
-err_mhd:
-    MHD_stop_daemon(h->mhd); /* closes fd */
-    h->mhd = NULL;
-    unlink(path);
-    goto err_path;
-err_sock:
-    close(fd);
-    unlink(path);
-err_path:
-    ovha_free(h->sock_path);
-    h->sock_path = NULL;
     return rv;
+}
+
+/* Splits "host:port" or "[v6]:port" and resolves it numerically. */
+static int node_http_tcp_addr(const char *addr, struct addrinfo **ret)
+{
+    char host[64];
+    const char *colon = strrchr(addr, ':');
+    size_t hlen;
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
+
+    if (colon == NULL || colon[1] == '\0') {
+        return -EINVAL;
+    }
+    hlen = (size_t)(colon - addr);
+    if (hlen >= 2 && addr[0] == '[' && addr[hlen - 1] == ']') {
+        addr++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof(host)) {
+        return -EINVAL;
+    }
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    return getaddrinfo(host, colon + 1, &hints, ret) == 0 ? 0 : -EINVAL;
+}
+
+static int node_http_tcp_socket(const char *addr, int *ret_fd)
+{
+    struct addrinfo *ai = NULL;
+    int one = 1, fd, rv = node_http_tcp_addr(addr, &ai);
+
+    if (rv != 0) {
+        return rv;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rv = -errno;
+        goto out;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+        listen(fd, NODE_HTTP_BACKLOG) != 0) {
+        rv = -errno;
+        close(fd);
+        goto out;
+    }
+    *ret_fd = fd;
+out:
+    freeaddrinfo(ai);
+    return rv;
+}
+
+int node_http_listen_tls(struct node_http *h,
+                         const char *addr,
+                         const char *cert_pem,
+                         const char *key_pem,
+                         const char *client_ca_pem)
+{
+    struct MHD_OptionItem opts[4];
+    size_t n = 0;
+    int fd = -1, rv;
+
+    if (h->mhd != NULL || h->closing) {
+        return -EALREADY;
+    }
+    h->tls_pem[0] = ovha_strdup(cert_pem);
+    h->tls_pem[1] = ovha_strdup(key_pem);
+    h->tls_pem[2] = client_ca_pem != NULL ? ovha_strdup(client_ca_pem) : NULL;
+    if (h->tls_pem[0] == NULL || h->tls_pem[1] == NULL ||
+        (client_ca_pem != NULL && h->tls_pem[2] == NULL)) {
+        return -ENOMEM; /* freed on close */
+    }
+    opts[n++] =
+        (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, h->tls_pem[0] };
+    opts[n++] =
+        (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, h->tls_pem[1] };
+    if (h->tls_pem[2] != NULL) {
+        opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_TRUST, 0,
+                                             h->tls_pem[2] };
+    }
+    opts[n] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+    rv = node_http_tcp_socket(addr, &fd);
+    if (rv != 0) {
+        return rv;
+    }
+    h->tls = true;
+    h->client_ca = h->tls_pem[2] != NULL;
+    /* MHD refuses a bad certificate or key only here. */
+    rv = node_http_start(h, fd, MHD_USE_TLS, opts);
+    return rv == -EIO ? -EINVAL : rv;
 }
 
 int node_http_route(struct node_http *h,
@@ -558,6 +707,34 @@ int node_http_route(struct node_http *h,
     rt->data = data;
     h->nroutes++;
     return 0;
+}
+
+int node_http_copy_routes(struct node_http *h, const struct node_http *src)
+{
+    for (size_t i = 0; i < src->nroutes; i++) {
+        const struct node_http_route *rt = &src->routes[i];
+        char path[512];
+        int n = snprintf(path, sizeof(path), "%s%s", rt->path,
+                         rt->prefix ? "*" : "");
+        if (n < 0 || (size_t)n >= sizeof(path)) {
+            return -EINVAL;
+        }
+        int rv = node_http_route(h, rt->method, path, rt->fn, rt->data);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+void node_http_set_auth(struct node_http *h,
+                        node_http_auth_fn auth,
+                        node_http_answered_fn answered,
+                        void *data)
+{
+    h->auth_fn = auth;
+    h->answered_fn = answered;
+    h->auth_data = data;
 }
 
 const char *node_http_req_method(const struct node_http_req *r)
@@ -607,6 +784,61 @@ int node_http_req_peer_uid(const struct node_http_req *r, uid_t *ret_uid)
     return 0;
 }
 
+void node_http_req_set_subject(struct node_http_req *r, const char *subject)
+{
+    ovha_strlcpy(r->subject, subject, sizeof(r->subject));
+}
+
+bool node_http_req_is_tls(const struct node_http_req *r)
+{
+    return r->h->tls;
+}
+
+/* Verifies the peer's chain against the client CA MHD loaded into the
+ * session's credentials, then reads the leaf's CN. */
+int node_http_req_client_cn(const struct node_http_req *r,
+                            char *buf,
+                            size_t len)
+{
+    const union MHD_ConnectionInfo *info;
+    const gnutls_datum_t *certs;
+    unsigned int ncerts = 0, status = 0;
+    gnutls_x509_crt_t crt;
+    size_t cnlen = len;
+    int rv;
+
+    if (!r->h->tls || !r->h->client_ca) {
+        return -ENOENT;
+    }
+    info = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (info == NULL || info->tls_session == NULL) {
+        return -ENOENT;
+    }
+    gnutls_session_t sess = (gnutls_session_t)info->tls_session;
+    certs = gnutls_certificate_get_peers(sess, &ncerts);
+    if (certs == NULL || ncerts == 0) {
+        return -ENOENT;
+    }
+    if (gnutls_certificate_verify_peers2(sess, &status) != 0 || status != 0) {
+        return -EPERM;
+    }
+    if (gnutls_x509_crt_init(&crt) != 0) {
+        return -ENOMEM;
+    }
+    rv = gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER);
+    if (rv == 0) {
+        rv = gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0,
+                                           0, buf, &cnlen);
+    }
+    gnutls_x509_crt_deinit(crt);
+    return rv == 0 && cnlen > 0 && strlen(buf) == cnlen ? 0 : -EINVAL;
+}
+
+const char *node_http_req_subject(const struct node_http_req *r)
+{
+    return r->subject[0] != '\0' ? r->subject : "api";
+}
+
 void node_http_req_set_cancel(struct node_http_req *r,
                               node_http_cancel_fn cb,
                               void *data)
@@ -631,9 +863,15 @@ int node_http_respond(struct node_http_req *r,
     if (resp == NULL) {
         return -ENOMEM;
     }
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
     r->answered = true;
     r->resp = resp;
     r->status = status;
+    if (r->routed && r->h->answered_fn != NULL) {
+        r->h->answered_fn(r, status, r->h->auth_data);
+    }
     if (r->in_handler) {
         return 0; /* node_http_dispatch() queues it */
     }
@@ -682,6 +920,9 @@ static void node_http_handle_closed_cb(uv_handle_t *handle)
     }
     ovha_free(h->routes);
     ovha_free(h->sock_path);
+    for (size_t i = 0; i < 3; i++) {
+        ovha_free(h->tls_pem[i]);
+    }
     ovha_free(h);
     if (cb != NULL) {
         cb(data);
@@ -713,7 +954,9 @@ static void node_http_finish_close(struct node_http *h)
         h->in_run = false;
         MHD_stop_daemon(h->mhd);
         h->mhd = NULL;
-        unlink(h->sock_path);
+        if (h->sock_path != NULL) {
+            unlink(h->sock_path);
+        }
     }
     uv_close((uv_handle_t *)&h->timer, node_http_handle_closed_cb);
 }

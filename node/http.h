@@ -13,6 +13,7 @@
 #define OVHA_NODE_HTTP_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -44,6 +45,37 @@ int node_http_new(uv_loop_t *loop, struct node_http **ret);
  * server (-EALREADY). Returns 0 or a negative errno. */
 int node_http_listen_unix(struct node_http *h, const char *path, unsigned mode);
 
+/* Listens on TCP addr ("198.18.0.1:9443", "[::1]:9443") with TLS. The
+ * PEM texts are copied: the server's certificate chain and key, and
+ * optionally (NULL) a CA whose client certificates are requested and may
+ * then be read with node_http_req_client_cn(). One listen per server.
+ * Returns 0, -EINVAL (bad address or PEM), or a negative errno. */
+int node_http_listen_tls(struct node_http *h,
+                         const char *addr,
+                         const char *cert_pem,
+                         const char *key_pem,
+                         const char *client_ca_pem);
+
+/* Copies every route of src into h (after src's routes are all added). */
+int node_http_copy_routes(struct node_http *h, const struct node_http *src);
+
+/* Decides whether a routed request may reach its handler: returns 0 (go
+ * on; it may set the subject), or 401 / 403 with a message (a fixed,
+ * JSON-safe text) in msg. Runs before the handler, for every route. */
+typedef unsigned (*node_http_auth_fn)(struct node_http_req *req,
+                                      void *data,
+                                      char *msg,
+                                      size_t msglen);
+/* Called when a request that reached its handler is answered, with the
+ * status, before the request is freed. */
+typedef void (*node_http_answered_fn)(struct node_http_req *req,
+                                      unsigned status,
+                                      void *data);
+void node_http_set_auth(struct node_http *h,
+                        node_http_auth_fn auth,
+                        node_http_answered_fn answered,
+                        void *data);
+
 /* Registers fn for method and path (both copied). The path matches
  * exactly, or as a prefix when it ends with '*' (e.g. "/v1/sessions/" followed
  * by a star). Routes are tried in the order they were added. A path that
@@ -68,6 +100,20 @@ const char *node_http_req_header(const struct node_http_req *r,
 const char *node_http_req_body(const struct node_http_req *r, size_t *len);
 /* The peer's uid from SO_PEERCRED. Returns 0 or a negative errno. */
 int node_http_req_peer_uid(const struct node_http_req *r, uid_t *ret_uid);
+/* Sets the subject (copied, truncated to 127 bytes). */
+void node_http_req_set_subject(struct node_http_req *r, const char *subject);
+/* True when the request came over the TLS listener. */
+bool node_http_req_is_tls(const struct node_http_req *r);
+/* The common name of the peer's TLS client certificate, once verified
+ * against the listener's client CA. Returns 0, -ENOENT (no certificate, no
+ * client CA or not TLS), -EPERM (it does not verify) or -EINVAL. */
+int node_http_req_client_cn(const struct node_http_req *r,
+                            char *buf,
+                            size_t len);
+/* Who made the request, as the auth hook named it ("token:alice",
+ * "cert:ops-1", "uid:0"), or "api" when no hook is set. Use it as the
+ * actor of a replicated write. Never NULL. */
+const char *node_http_req_subject(const struct node_http_req *r);
 /* Sets (or clears with NULL) the callback for a request still unanswered
  * when the server closes. */
 void node_http_req_set_cancel(struct node_http_req *r,

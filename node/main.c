@@ -38,7 +38,7 @@ static void node_apply_log(const struct node_cfg *cfg)
     enum ovha_log_level lvl = OVHA_LOG_INFO;
     ovha_log_level_parse(cfg->log_level, &lvl);
     ovha_log_set_level(lvl);
-    ovha_log_set_json(cfg->log_json);
+    ovha_log_set_format((enum ovha_log_format)cfg->log_format);
 }
 
 /* ---- stop sequence -------------------------------------------------------
@@ -59,11 +59,23 @@ static void node_stop_done(struct node *n)
     LOG_INFO("node", "stopped");
 }
 
+static void node_http_tls_closed_cb(void *data)
+{
+    struct node *n = data;
+    n->http_tls = NULL;
+    node_auth_clear(&n->auth);
+    node_stop_done(n);
+}
+
 static void node_http_closed_cb(void *data)
 {
     struct node *n = data;
     n->http = NULL;
-    node_stop_done(n);
+    if (n->http_tls != NULL) {
+        node_http_close(n->http_tls, node_http_tls_closed_cb, n);
+    } else {
+        node_http_tls_closed_cb(n);
+    }
 }
 
 static void node_close_http(struct node *n)
@@ -71,7 +83,7 @@ static void node_close_http(struct node *n)
     if (n->http != NULL) {
         node_http_close(n->http, node_http_closed_cb, n);
     } else {
-        node_stop_done(n);
+        node_http_closed_cb(n);
     }
 }
 
@@ -264,6 +276,25 @@ static void node_on_sup_state(struct node_sup *s,
     }
 }
 
+/* A bad tokens file keeps the tokens in force: locking every operator
+ * out on a typo would be worse. */
+static void node_reload_tokens(struct node *n, const struct node_cfg *cfg)
+{
+    char err[512] = "";
+    struct node_auth next;
+    int rv = node_auth_load(cfg->api.tokens_file, &next, err, sizeof(err));
+    if (rv != 0) {
+        n->reload_failures++;
+        LOG_ERR("node",
+                "api.tokens_file not reloaded, keeping %zu entries: "
+                "%s",
+                n->auth.n, err);
+        return;
+    }
+    node_auth_clear(&n->auth);
+    n->auth = next;
+}
+
 static void node_reload(struct node *n)
 {
     char err[512];
@@ -284,6 +315,7 @@ static void node_reload(struct node *n)
     }
     node_clients_set_deadline(n->clients, next->decision_deadline_ms);
     node_apply_log(next);
+    node_reload_tokens(n, next);
     if (n->cfg != n->boot_cfg) {
         node_cfg_free(n->cfg);
     }
@@ -407,6 +439,84 @@ static int node_start_cluster(struct node *n,
     return rv;
 }
 
+/* Reads a PEM file for the TLS listener; the key stays in memory only as
+ * long as the listener runs. */
+static int node_read_pem(const char *path, char **ret)
+{
+    struct ovha_buf b;
+    char chunk[4096];
+    size_t got;
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        return -errno;
+    }
+    ovha_buf_init(&b);
+    int rv = 0;
+    while (rv == 0 && (got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        rv =
+            b.len + got > (1u << 20) ? -EFBIG : ovha_buf_append(&b, chunk, got);
+    }
+    fclose(f);
+    explicit_bzero(chunk, sizeof(chunk));
+    if (rv == 0) {
+        rv = ovha_buf_append(&b, "", 1);
+    }
+    if (rv != 0) {
+        ovha_buf_free(&b);
+        return rv;
+    }
+    *ret = (char *)b.data;
+    return 0;
+}
+
+/* The optional remote admin listener (api.listen): TLS, same routes and
+ * checks as the unix socket. */
+static int node_start_tls(struct node *n)
+{
+    const struct node_cfg *cfg = n->cfg;
+    char *pem[3] = { NULL, NULL, NULL };
+    const char *paths[3] = { cfg->api.tls_cert, cfg->api.tls_key,
+                             cfg->api.client_ca };
+    int rv = 0;
+
+    if (cfg->api.listen[0] == '\0') {
+        return 0;
+    }
+    for (size_t i = 0; rv == 0 && i < 3; i++) {
+        if (paths[i][0] != '\0') {
+            rv = node_read_pem(paths[i], &pem[i]);
+            if (rv != 0) {
+                LOG_ERR("node", "api: %s: %s", paths[i], ovha_strerror(rv));
+            }
+        }
+    }
+    if (rv == 0) {
+        rv = node_http_new(n->loop, &n->http_tls);
+    }
+    if (rv == 0) {
+        rv = node_http_listen_tls(n->http_tls, cfg->api.listen, pem[0], pem[1],
+                                  pem[2]);
+        if (rv != 0) {
+            LOG_ERR("node", "api.listen %s: %s", cfg->api.listen,
+                    rv == -EINVAL ? "bad address, certificate or key"
+                                  : ovha_strerror(rv));
+        }
+    }
+    if (rv == 0) {
+        rv = node_http_copy_routes(n->http_tls, n->http);
+        node_auth_install(n, n->http_tls);
+        LOG_INFO("node", "admin API on https://%s (client certificates %s)",
+                 cfg->api.listen, pem[2] != NULL ? "accepted" : "off");
+    }
+    for (size_t i = 0; i < 3; i++) {
+        if (pem[i] != NULL) {
+            explicit_bzero(pem[i], strlen(pem[i]));
+            ovha_free(pem[i]);
+        }
+    }
+    return rv;
+}
+
 static int node_start(struct node *n)
 {
     struct node_decider decider;
@@ -472,6 +582,14 @@ static int node_start(struct node *n)
         rv = node_sup_start(n->sup);
     }
     if (rv == 0) {
+        char err[512] = "";
+        rv =
+            node_auth_load(n->cfg->api.tokens_file, &n->auth, err, sizeof(err));
+        if (rv != 0) {
+            LOG_ERR("node", "api.tokens_file: %s", err);
+        }
+    }
+    if (rv == 0) {
         rv = node_http_new(n->loop, &n->http);
     }
     if (rv == 0) {
@@ -492,6 +610,16 @@ static int node_start(struct node *n)
     }
     if (rv == 0) {
         rv = node_api_policy_register(n);
+    }
+    if (rv == 0) {
+        rv = node_api_admin_register(n);
+    }
+    if (rv == 0) {
+        rv = node_metrics_register(n);
+    }
+    if (rv == 0) {
+        node_auth_install(n, n->http);
+        rv = node_start_tls(n);
     }
     if (rv == 0) {
         rv = mgmt_conn_start(n->mgmt);

@@ -11,6 +11,7 @@
 #include "fsm/fsm.h"
 #include "mgmt/mgmt.h"
 #include "node/audit.h"
+#include "node/auth.h"
 #include "node/clients.h"
 #include "node/config.h"
 #include "node/decide.h"
@@ -39,7 +40,9 @@ struct node {
     struct node_tiers *tiers;
     struct node_clients *clients;
     struct node_shaping *shaping; /* tc on the tun device; NULL when tap */
-    struct node_http *http;
+    struct node_http *http;     /* the unix socket */
+    struct node_http *http_tls; /* api.listen, or NULL */
+    struct node_auth auth;      /* api.tokens_file, re-read on SIGHUP */
     /* Clustered mode only (cfg->cluster.enabled): the replicated state
      * and its runtime. NULL when standalone. */
     struct fsm *fsm;
@@ -67,5 +70,12 @@ int node_api_gateway_register(struct node *n);
 /* Registers /v1/policy/firewall... (api_policy.c); 409 when standalone or
  * bridged (no firewall there). */
 int node_api_policy_register(struct node *n);
+/* Registers the rest of the admin API (api_admin.c): pools, lease
+ * reserve/release, subnets, audit read/verify, gateway standby. Writes
+ * carry node_http_req_subject() as the command's actor; 409 when
+ * standalone. */
+int node_api_admin_register(struct node *n);
+/* Registers GET /metrics, the Prometheus text format (metrics.c). */
+int node_metrics_register(struct node *n);
 
 #endif

@@ -914,6 +914,24 @@ int node_repl_policy_put(struct node_repl *r,
     return node_repl_propose(r, &c, cb, data, 0);
 }
 
+int node_repl_audit_append(struct node_repl *r,
+                           const char *action,
+                           const char *subject,
+                           const char *detail,
+                           const char *actor)
+{
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_AUDIT_APPEND);
+    ovha_strlcpy(c.u.audit_append.action, action,
+                 sizeof(c.u.audit_append.action));
+    ovha_strlcpy(c.u.audit_append.subject, subject,
+                 sizeof(c.u.audit_append.subject));
+    ovha_strlcpy(c.u.audit_append.detail, detail,
+                 sizeof(c.u.audit_append.detail));
+    ovha_strlcpy(c.actor, actor, sizeof(c.actor));
+    return node_repl_propose(r, &c, node_repl_done_cb, r, 0);
+}
+
 int node_repl_set_gateway_state(struct node_repl *r,
                                 const char *gateway,
                                 int state,

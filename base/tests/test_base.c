@@ -4,7 +4,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -106,6 +108,53 @@ static void test_clock_injection_and_skew(void **state)
     assert_true(ovha_now_real_ms() > 1700000000000ull);
 }
 
+/* Runs one log call with stderr sent to a file; returns what was written. */
+static void test_log_capture(enum ovha_log_format fmt,
+                             const char *msg,
+                             char *out,
+                             size_t len)
+{
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(f), STDERR_FILENO) >= 0);
+    ovha_log_set_format(fmt);
+    ovha_log(OVHA_LOG_WARN, "mod", "%s", msg);
+    ovha_log_set_format(OVHA_LOG_TEXT);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(f);
+    size_t n = fread(out, 1, len - 1, f);
+    out[n] = '\0';
+    fclose(f);
+}
+
+/* A hostile value (quote, backslash, newline) stays inside one record in
+ * every format: it cannot start a new key or a new line. */
+static void test_log_formats_escape(void **state)
+{
+    (void)state;
+    const char *hostile = "cn=\"x\" a\\b\nlevel=err";
+    char out[512];
+    uint64_t t = 1764000000123ull;
+    ovha_clock_set(test_fixed_clock, test_fixed_clock, &t);
+
+    test_log_capture(OVHA_LOG_LOGFMT, hostile, out, sizeof(out));
+    assert_string_equal(out,
+                        "ts=2025-11-24T16:00:00.123Z level=warn "
+                        "module=mod msg=\"cn=\\\"x\\\" a\\\\b"
+                        "\\x0alevel=err\"\n");
+    test_log_capture(OVHA_LOG_JSON, hostile, out, sizeof(out));
+    assert_string_equal(out,
+                        "{\"ts\":1764000000123,\"level\":\"warn\","
+                        "\"module\":\"mod\",\"msg\":\"cn=\\\"x\\\" "
+                        "a\\\\b\\u000alevel=err\"}\n");
+    test_log_capture(OVHA_LOG_TEXT, hostile, out, sizeof(out));
+    assert_string_equal(out, "<4>mod: cn=\"x\" a\\b?level=err\n");
+    ovha_clock_set(NULL, NULL, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -115,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_alloc_injection),
         cmocka_unit_test(test_sha256_known_vector),
         cmocka_unit_test(test_clock_injection_and_skew),
+        cmocka_unit_test(test_log_formats_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

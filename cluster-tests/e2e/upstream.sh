@@ -15,6 +15,8 @@
 #   5. ovhad restarted while the upstream is down: the SQLite file answers
 #   6. max_sessions 1 across two gateways: refuse (carol) and evict the
 #      oldest (dave) applied cluster-wide
+#   7. secrets: paula's password reaches the upstream (a wrong one is
+#      denied) yet is in no log, no file of any gateway and no Redis value
 #
 # Gateways gw1..gw3 at 198.18.0.1-3 (gw3 only keeps a quorum while gw1
 # restarts), the upstream and Redis at 198.18.0.20, clients from .101.
@@ -31,7 +33,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 STEP=30
 export OVT_CLIENT_PING_RESTART=6
-OVT_CLU_CLIENTS="alice bob mallory grace carol dave frank gina hank ivan judy"
+OVT_CLU_CLIENTS="alice bob mallory grace carol dave frank gina hank ivan judy paula"
 UP_IP=198.18.0.20
 
 ovt_require_netns
@@ -50,6 +52,8 @@ OVT_UP_IP=$UP_IP
 OVT_REDIS_PW_FILE=$OVT_DIR/redis.pw
 OVT_REDIS_PREFIX=ovha-e2e:
 DATA=$OVT_DIR/answers.json
+# A password that occurs nowhere else, so finding it anywhere is a leak.
+PAULA_PW="pw-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')-secret"
 
 # ---- helpers --------------------------------------------------------------
 
@@ -72,9 +76,11 @@ write_answers() {
   "gina": {"decision": "allow", "routes": ["100.96.30.0/24"], "ttl_s": 1},
   "hank": {"decision": "allow", "routes": ["100.96.40.0/24"], "ttl_s": 1},
   "ivan": {"decision": "allow", "ttl_s": 600},
-  "judy": {"decision": "allow", "ttl_s": 600}
+  "judy": {"decision": "allow", "ttl_s": 600},
+  "paula": {"decision": "allow", "x_password": "PAULA_PW", "ttl_s": 600}
 }
 EOF_DATA
+    sed -i "s/PAULA_PW/$PAULA_PW/" "$DATA"
 }
 
 upstream_start() {
@@ -406,5 +412,44 @@ ovt_check "6. the cluster holds dave only on gw2" \
     ovt_wait_until "$STEP" cluster_sessions_are dave gw2
 stop_client carol
 stop_client dave-2
+
+# ---- 7. secrets -----------------------------------------------------------
+
+# auth_file RUN PASSWORD: a username/password file for openvpn RUN.
+auth_file() {
+    printf 'paula\n%s\n' "$2" >"$OVT_DIR/$1.up"
+    chmod 600 "$OVT_DIR/$1.up"
+}
+
+# Every place a gateway writes, plus Redis values: none holds the text.
+secret_nowhere() {
+    local n key
+    for n in 1 2 3; do
+        if grep -r -a -q -F -- "$1" "$(ovt_gw_dir "$n")" \
+            "$(ovt_gw_log "$n")" 2>/dev/null; then
+            ovt_diag "found in gw$n: $(grep -r -a -l -F -- "$1" \
+                "$(ovt_gw_dir "$n")" "$(ovt_gw_log "$n")" 2>/dev/null)"
+            return 1
+        fi
+    done
+    for key in $(ovt_redis_cli --scan --pattern "$OVT_REDIS_PREFIX*" \
+        2>/dev/null); do
+        if ovt_redis_cli GET "$key" 2>/dev/null | grep -a -q -F -- "$1"; then
+            ovt_diag "found in Redis key $key"
+            return 1
+        fi
+    done
+}
+
+auth_file paula "$PAULA_PW"
+OVT_CLIENT_EXTRA="auth-user-pass $OVT_DIR/paula.up" ovt_check \
+    "7. paula with the right password is allowed" expect_allow paula paula 1
+stop_client paula
+auth_file paula-bad "$PAULA_PW-wrong"
+OVT_CLIENT_EXTRA="auth-user-pass $OVT_DIR/paula-bad.up" ovt_check \
+    "7. paula with a wrong password is denied" \
+    expect_deny paula-bad paula 2 paula
+ovt_check "7. neither password is in a log, a gateway file or Redis" \
+    eval 'secret_nowhere "$PAULA_PW"'
 
 ovt_diag "gw1 upstream counters: $(ovt_ctl 1 upstream --json 2>/dev/null | jq -c .)"

@@ -212,6 +212,11 @@ EOF_CONF
         if [ -n "${OVT_CLU_POLICY_EXTRA:-}" ]; then
             printf '%s\n' "$OVT_CLU_POLICY_EXTRA"
         fi
+        # More top-level sections for gateway n (e.g. api:), printed by a
+        # function the test defines.
+        if [ -n "${OVT_GW_YAML_FN:-}" ]; then
+            "$OVT_GW_YAML_FN" "$n"
+        fi
     } >"$dir/ovhad.yaml"
 }
 

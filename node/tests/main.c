@@ -67,6 +67,7 @@ int main(void)
 {
     int failed = 0;
     failed += node_test_config();
+    failed += node_test_auth();
     failed += node_test_baseline();
     failed += node_test_audit();
     failed += node_test_http();

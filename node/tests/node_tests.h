@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 int node_test_config(void);
+int node_test_auth(void);
 int node_test_baseline(void);
 int node_test_audit(void);
 int node_test_http(void);

@@ -105,7 +105,7 @@ static void node_test_full_file(void **state)
     assert_string_equal(cfg->state_dir, "/run/ovha/gw1");
     assert_string_equal(cfg->http_socket, "/run/ovha/gw1/api.sock");
     assert_string_equal(cfg->log_level, "debug");
-    assert_true(cfg->log_json);
+    assert_int_equal(cfg->log_format, 1);
     assert_int_equal(cfg->mgmt_cmd_timeout_ms, 4000);
     assert_int_equal(cfg->bytecount_interval, 7);
     assert_int_equal(cfg->decision_deadline_ms, 2500);
@@ -182,7 +182,7 @@ static void node_test_defaults(void **state)
     assert_string_equal(cfg->state_dir, "/run/ovha");
     assert_string_equal(cfg->http_socket, "/run/ovha/ovhad.sock");
     assert_string_equal(cfg->log_level, "info");
-    assert_false(cfg->log_json);
+    assert_int_equal(cfg->log_format, 0);
     assert_int_equal(cfg->mgmt_cmd_timeout_ms, 5000);
     assert_int_equal(cfg->bytecount_interval, 5);
     assert_int_equal(cfg->decision_deadline_ms, 3000);
@@ -286,7 +286,7 @@ static const struct node_test_bad node_test_bads[] = {
     { "log:\n  level: loud\n",
       "t.yaml:2:10: log.level: 'loud' is not one of err|warn|info|debug" },
     { "log:\n  format: xml\n",
-      "t.yaml:2:11: log.format: 'xml' is not one of text|json" },
+      "t.yaml:2:11: log.format: 'xml' is not one of text|json|logfmt" },
     { "openvpn:\n  proto: tcp\n",
       "t.yaml:2:10: openvpn.proto: 'tcp' is not one of udp|tcp-server" },
     { "policy:\n  default: maybe\n",
@@ -559,6 +559,12 @@ static const struct node_test_bad node_test_cluster_bads[] = {
     { NODE_TEST_BASE "cluster:\n  raft_id: 3\n  address: 198.18.0.3:7000\n"
                      "  data_dir:\n  ca: /a\n  cert: /c\n  key: /k\n",
       "t.yaml:6:12: cluster.data_dir: must not be empty" },
+    /* A TCP admin listener needs TLS and credentials. */
+    { NODE_TEST_BASE "api:\n  listen: 198.18.0.1:9443\n  tls_key: /k\n",
+      "t.yaml:4:11: api.tls_cert: required when api.listen is set" },
+    { NODE_TEST_BASE "api:\n  listen: 198.18.0.1:9443\n  tls_cert: /c\n"
+                     "  tls_key: /k\n",
+      "t.yaml:4:11: api.tokens_file: required when api.listen is set" },
     { NODE_TEST_CL "  heartbeat_timeout_ms: 500\n",
       "t.yaml:10:25: cluster.heartbeat_timeout_ms (500) must be below half "
       "of cluster.election_timeout_ms (300)" },
