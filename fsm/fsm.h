@@ -177,7 +177,18 @@ struct fsm_mac_info {
     char gateway[PROTO_ID_MAX];
 };
 
+/* One address pool. */
+struct fsm_pool_info {
+    char name[PROTO_ID_MAX];
+    char cidr[PROTO_ADDR_MAX]; /* canonical, as PoolPut stored it */
+    int family;                /* 4 or 6 */
+    uint64_t lease_ttl_ms;     /* how long an idle lease is kept */
+    uint64_t size;             /* addresses it hands out */
+    uint64_t leases;           /* its leases now: live, idle or reserved */
+};
+
 typedef int (*fsm_mac_cb)(const struct fsm_mac_info *m, void *data);
+typedef int (*fsm_pool_cb)(const struct fsm_pool_info *p, void *data);
 typedef int (*fsm_lease_cb)(const struct fsm_lease_info *l, void *data);
 typedef int (*fsm_session_cb)(const struct fsm_session_info *s, void *data);
 typedef int (*fsm_gateway_cb)(const struct fsm_gateway_info *g, void *data);
@@ -220,6 +231,8 @@ int fsm_query_subnets(struct fsm *f,
                       const char *cn,
                       fsm_subnet_cb cb,
                       void *data);
+/* Every pool, by name. */
+int fsm_query_pools(struct fsm *f, fsm_pool_cb cb, void *data);
 /* The MAC map, by MAC. */
 int fsm_query_macs(struct fsm *f, fsm_mac_cb cb, void *data);
 /* *ret_body is ovha_malloc'ed (caller frees); -ENOENT if absent. */

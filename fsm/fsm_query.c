@@ -80,6 +80,39 @@ int fsm_query_leases(struct fsm *f, const char *cn, fsm_lease_cb cb, void *data)
     return fsm_q_walk(s, fsm_q_lease_cb, (void *)cb, data);
 }
 
+/* ---- pools --------------------------------------------------------------- */
+
+static int fsm_q_pool_cb(sqlite3_stmt *s, void *cb, void *data)
+{
+    struct fsm_pool_info p;
+    memset(&p, 0, sizeof(p));
+    fsm_col_text(s, 0, p.name, sizeof(p.name));
+    fsm_col_text(s, 1, p.cidr, sizeof(p.cidr));
+    p.family = sqlite3_column_int(s, 2);
+    p.lease_ttl_ms = fsm_col_u64(s, 3);
+    /* Offsets handed out are [first, end_off). */
+    uint64_t first = fsm_col_u64(s, 4), end = fsm_col_u64(s, 5);
+    p.size = end > first ? end - first : 0;
+    p.leases = fsm_col_u64(s, 6);
+    return ((fsm_pool_cb)cb)(&p, data);
+}
+
+int fsm_query_pools(struct fsm *f, fsm_pool_cb cb, void *data)
+{
+    sqlite3_stmt *s = NULL;
+    /* The count uses the UNIQUE(pool, off) index of leases. */
+    int rv = fsm_q_prepare(f,
+                           "SELECT name, cidr, family, ttl, first, end_off,"
+                           " (SELECT count(*) FROM leases"
+                           " WHERE leases.pool = pools.name)"
+                           " FROM pools ORDER BY name",
+                           &s);
+    if (rv != 0) {
+        return rv;
+    }
+    return fsm_q_walk(s, fsm_q_pool_cb, (void *)cb, data);
+}
+
 /* ---- sessions --------------------------------------------------------------
  */
 

@@ -6,7 +6,7 @@
  *   POST /v1/cluster/transfer   rft_transfer {"id"?}
  *   POST /v1/cluster/assign     rft_assign  {"id", "role"}
  *   GET  /v1/leases[?cn=X]      the replicated leases
- *   GET  /v1/cluster/sessions[?gateway=G]
+ *   GET  /v1/cluster/sessions[?cn=X][&gateway=G][&state=S]
  *   GET  /v1/cluster/gateways
  *   GET  /v1/macs               the MAC map (bridged deployments)
  *   GET  /v1/audit/head         chain head, verified
@@ -537,21 +537,67 @@ static void node_api_cluster_leases(struct node_http_req *r, void *data)
     node_api_cluster_list(r, "leases", list, rv);
 }
 
+/* The filters of GET /v1/cluster/sessions; NULL / -1 = any. */
+struct node_api_sess_filter {
+    json_t *list;
+    const char *gateway;
+    int state; /* an enum fsm_session_state, or -1 */
+};
+
+static int node_api_cluster_filter_cb(const struct fsm_session_info *s,
+                                      void *data)
+{
+    struct node_api_sess_filter *f = data;
+    if ((f->gateway != NULL && strcmp(s->gateway, f->gateway) != 0) ||
+        (f->state >= 0 && (int)s->state != f->state)) {
+        return 0;
+    }
+    return node_api_cluster_session_cb(s, f->list);
+}
+
+/* A query argument, NULL when absent or empty ("?cn=" filters nothing). */
+static const char *node_api_cluster_arg(struct node_http_req *r,
+                                        const char *key)
+{
+    const char *v = node_http_req_query(r, key);
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
 static void node_api_cluster_sessions(struct node_http_req *r, void *data)
 {
     struct node *n = data;
-    json_t *list;
+    struct node_api_sess_filter f = { .state = -1 };
+    const char *cn, *state;
     int rv = -ENOMEM;
 
     if (!node_api_cluster_check(n, r)) {
         return;
     }
-    list = json_array();
-    if (list != NULL) {
-        rv = fsm_query_sessions(n->fsm, node_http_req_query(r, "gateway"),
-                                node_api_cluster_session_cb, list);
+    cn = node_api_cluster_arg(r, "cn");
+    f.gateway = node_api_cluster_arg(r, "gateway");
+    state = node_api_cluster_arg(r, "state");
+    if (state != NULL) {
+        for (int s = FSM_SESSION_CONNECTING; s <= FSM_SESSION_ORPHANED; s++) {
+            if (strcmp(state, node_api_cluster_session_state(
+                                  (enum fsm_session_state)s)) == 0) {
+                f.state = s;
+            }
+        }
+        if (f.state < 0) {
+            node_api_cluster_error(
+                r, 400, "state must be connecting, established or orphaned");
+            return;
+        }
     }
-    node_api_cluster_list(r, "sessions", list, rv);
+    f.list = json_array();
+    if (f.list != NULL) {
+        /* The narrower index first: a CN has few sessions. */
+        rv = cn != NULL ? fsm_query_cn_sessions(n->fsm, cn,
+                                                node_api_cluster_filter_cb, &f)
+                        : fsm_query_sessions(n->fsm, f.gateway,
+                                             node_api_cluster_filter_cb, &f);
+    }
+    node_api_cluster_list(r, "sessions", f.list, rv);
 }
 
 static void node_api_cluster_macs(struct node_http_req *r, void *data)

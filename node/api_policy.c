@@ -102,8 +102,9 @@ static void node_api_pol_propose(struct node *n,
     w->n = n;
     w->deleted = body == NULL;
     node_http_req_set_cancel(r, node_api_pol_cancel_cb, w);
-    int rv = node_repl_policy_put(n->repl, NODE_FW_POLICY_NAME, body, "api",
-                                  node_api_pol_done_cb, w);
+    int rv =
+        node_repl_policy_put(n->repl, NODE_FW_POLICY_NAME, body,
+                             node_http_req_subject(r), node_api_pol_done_cb, w);
     if (rv != 0) {
         node_http_req_set_cancel(r, NULL, NULL);
         ovha_free(w);

@@ -248,4 +248,47 @@ int node_repl_set_gateway_state(struct node_repl *r,
                                            const struct proto_result *res),
                                 void *data);
 
+/* The proposals of the admin API. Each names the operator who asked
+ * (actor: the HTTP request's subject; bytes outside [A-Za-z0-9_.:-] become
+ * '_', and it is cut to PROTO_ID_MAX - 1 bytes) and reports the outcome
+ * to cb as rft_propose does: status 0 and res->status = what the FSM
+ * decided, or OVHA_ENOTLEADER / OVHA_EUNKNOWN / OVHA_ECLOSED / -errno.
+ * They return 0 (cb fires exactly once), or -EINVAL for a field too long
+ * for the command, OVHA_ECLOSED, OVHA_ELIMIT or -ENOMEM (cb never fires).
+ * Values are checked by the FSM, not here. */
+typedef void (*node_repl_cb)(void *data,
+                             int status,
+                             const struct proto_result *res);
+/* As node_repl_set_gateway_state (cb NULL = only logged), with the
+ * operator recorded as actor. */
+int node_repl_set_gateway_state_as(struct node_repl *r,
+                                   const char *gateway,
+                                   int state,
+                                   bool force,
+                                   const char *actor,
+                                   node_repl_cb cb,
+                                   void *data);
+/* LeaseReserve (reserve) or LeaseRelease of ip for cn. */
+int node_repl_lease(struct node_repl *r,
+                    bool reserve,
+                    const char *cn,
+                    const char *ip,
+                    const char *actor,
+                    node_repl_cb cb,
+                    void *data);
+/* PoolPut name = cidr; lease_ttl_ms 0 = the FSM's default. */
+int node_repl_pool_put(struct node_repl *r,
+                       const char *name,
+                       const char *cidr,
+                       uint64_t lease_ttl_ms,
+                       const char *actor,
+                       node_repl_cb cb,
+                       void *data);
+/* SubnetRelease of cidr (a site client's registered iroute). */
+int node_repl_subnet_release(struct node_repl *r,
+                             const char *cidr,
+                             const char *actor,
+                             node_repl_cb cb,
+                             void *data);
+
 #endif

@@ -890,6 +890,24 @@ void node_repl_set_fw(struct node_repl *r, struct node_fw *fw)
     r->fw = fw;
 }
 
+/* Copies an operator's name into the command's actor. The wire allows
+ * [A-Za-z0-9_.:-] and fewer than PROTO_ID_MAX bytes (anything else makes
+ * the command malformed), while subjects may hold other bytes ("cert:ops
+ * team"): those become '_' and a long name is cut, so the write still
+ * goes through and the audit record still names who made it. */
+static void node_repl_actor(struct proto_cmd *c, const char *actor)
+{
+    size_t i = 0;
+    for (; actor != NULL && actor[i] != '\0' && i + 1 < sizeof(c->actor); i++) {
+        char ch = actor[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                  (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+                  ch == '-' || ch == ':';
+        c->actor[i] = ok ? ch : '_';
+    }
+    c->actor[i] = '\0';
+}
+
 int node_repl_policy_put(struct node_repl *r,
                          const char *name,
                          const char *body,
@@ -910,7 +928,7 @@ int node_repl_policy_put(struct node_repl *r,
         ovha_strlcpy(c.u.policy_delete.name, name,
                      sizeof(c.u.policy_delete.name));
     }
-    ovha_strlcpy(c.actor, actor, sizeof(c.actor));
+    node_repl_actor(&c, actor);
     return node_repl_propose(r, &c, cb, data, 0);
 }
 
@@ -928,7 +946,7 @@ int node_repl_audit_append(struct node_repl *r,
                  sizeof(c.u.audit_append.subject));
     ovha_strlcpy(c.u.audit_append.detail, detail,
                  sizeof(c.u.audit_append.detail));
-    ovha_strlcpy(c.actor, actor, sizeof(c.actor));
+    node_repl_actor(&c, actor);
     return node_repl_propose(r, &c, node_repl_done_cb, r, 0);
 }
 
@@ -939,16 +957,90 @@ int node_repl_set_gateway_state(struct node_repl *r,
                                 rft_propose_cb cb,
                                 void *data)
 {
+    return node_repl_set_gateway_state_as(r, gateway, state, force, "", cb,
+                                          data);
+}
+
+int node_repl_set_gateway_state_as(struct node_repl *r,
+                                   const char *gateway,
+                                   int state,
+                                   bool force,
+                                   const char *actor,
+                                   rft_propose_cb cb,
+                                   void *data)
+{
     struct proto_cmd c;
     node_repl_cmd_init(r, &c, PROTO_CMD_GATEWAY_SET_STATE);
     ovha_strlcpy(c.u.gateway_set_state.gateway_id, gateway,
                  sizeof(c.u.gateway_set_state.gateway_id));
     c.u.gateway_set_state.state = (enum proto_gw_state)state;
     c.u.gateway_set_state.force = force;
+    node_repl_actor(&c, actor);
     if (cb == NULL) {
         cb = node_repl_done_cb;
         data = r;
     }
+    return node_repl_propose(r, &c, cb, data, 0);
+}
+
+int node_repl_lease(struct node_repl *r,
+                    bool reserve,
+                    const char *cn,
+                    const char *ip,
+                    const char *actor,
+                    rft_propose_cb cb,
+                    void *data)
+{
+    struct proto_cmd c;
+    struct proto_lease *l;
+    if (reserve) {
+        node_repl_cmd_init(r, &c, PROTO_CMD_LEASE_RESERVE);
+        l = &c.u.lease_reserve;
+    } else {
+        node_repl_cmd_init(r, &c, PROTO_CMD_LEASE_RELEASE);
+        l = &c.u.lease_release;
+    }
+    if (ovha_strlcpy(l->cn, cn, sizeof(l->cn)) >= sizeof(l->cn) ||
+        ovha_strlcpy(l->ip, ip, sizeof(l->ip)) >= sizeof(l->ip)) {
+        return -EINVAL;
+    }
+    node_repl_actor(&c, actor);
+    return node_repl_propose(r, &c, cb, data, 0);
+}
+
+int node_repl_pool_put(struct node_repl *r,
+                       const char *name,
+                       const char *cidr,
+                       uint64_t lease_ttl_ms,
+                       const char *actor,
+                       rft_propose_cb cb,
+                       void *data)
+{
+    struct proto_cmd c;
+    struct proto_pool_put *p = &c.u.pool_put;
+    node_repl_cmd_init(r, &c, PROTO_CMD_POOL_PUT);
+    if (ovha_strlcpy(p->name, name, sizeof(p->name)) >= sizeof(p->name) ||
+        ovha_strlcpy(p->cidr, cidr, sizeof(p->cidr)) >= sizeof(p->cidr)) {
+        return -EINVAL;
+    }
+    p->lease_ttl_ms = lease_ttl_ms;
+    node_repl_actor(&c, actor);
+    return node_repl_propose(r, &c, cb, data, 0);
+}
+
+int node_repl_subnet_release(struct node_repl *r,
+                             const char *cidr,
+                             const char *actor,
+                             rft_propose_cb cb,
+                             void *data)
+{
+    struct proto_cmd c;
+    struct proto_subnet *sn = &c.u.subnet_release;
+    node_repl_cmd_init(r, &c, PROTO_CMD_SUBNET_RELEASE);
+    if (ovha_strlcpy(sn->cidr, cidr, sizeof(sn->cidr)) >= sizeof(sn->cidr)) {
+        return -EINVAL;
+    }
+    node_repl_actor(&c, actor);
     return node_repl_propose(r, &c, cb, data, 0);
 }
 

@@ -750,6 +750,81 @@ static void test_fsm_lease_reserve_release(void **state)
     fsm_free(f);
 }
 
+/* Collects up to four pools; stops the walk with 7 when asked to. */
+struct fsmtc_pools {
+    struct fsm_pool_info v[4];
+    size_t n;
+    size_t stop_after; /* 0 = never */
+};
+
+static int fsmtc_pool_cb(const struct fsm_pool_info *p, void *data)
+{
+    struct fsmtc_pools *ps = data;
+    assert_true(ps->n < 4);
+    ps->v[ps->n++] = *p;
+    return ps->stop_after != 0 && ps->n == ps->stop_after ? 7 : 0;
+}
+
+static void test_fsm_query_pools(void **state)
+{
+    (void)state;
+    struct fsm *f = fsmtc_new();
+    struct proto_result r;
+    struct fsmtc_pools ps = { 0 };
+
+    assert_int_equal(fsm_query_pools(f, fsmtc_pool_cb, &ps), 0);
+    assert_int_equal(ps.n, 0);
+    fsm_free(f);
+
+    f = fsmtc_setup();
+    /* ttl 0 means the default; a refused put adds nothing. */
+    assert_int_equal(fsmt_pool(f, "big", "100.64.16.0/20", 0, T0, &r), 0);
+    fsmtc_ok(&r);
+    assert_int_equal(fsmt_pool(f, "bad", "100.64.16.0/24", 0, T0, &r), 0);
+    fsmtc_refused(&r, PROTO_R_OVERLAP);
+    fsmtc_open(f, "gw-1", "a", T0, &r);
+    assert_int_equal(
+        fsmtc_lease_cmd(f, PROTO_CMD_LEASE_RESERVE, "b", "100.64.0.5", T0, &r),
+        0);
+    fsmtc_ok(&r);
+
+    assert_int_equal(fsm_query_pools(f, fsmtc_pool_cb, &ps), 0);
+    assert_int_equal(ps.n, 3);
+    /* By name: big, p4, p6. */
+    assert_string_equal(ps.v[0].name, "big");
+    assert_string_equal(ps.v[0].cidr, "100.64.16.0/20");
+    assert_int_equal(ps.v[0].family, 4);
+    assert_int_equal(ps.v[0].lease_ttl_ms, FSM_DEFAULT_LEASE_TTL_MS);
+    assert_int_equal(ps.v[0].size, 4096 - 3);
+    assert_int_equal(ps.v[0].leases, 0);
+    assert_string_equal(ps.v[1].name, "p4");
+    assert_string_equal(ps.v[1].cidr, "100.64.0.0/29");
+    assert_int_equal(ps.v[1].family, 4);
+    assert_int_equal(ps.v[1].lease_ttl_ms, TTL);
+    assert_int_equal(ps.v[1].size, 5);
+    assert_int_equal(ps.v[1].leases, 2); /* a's live one, b's reserved one */
+    assert_string_equal(ps.v[2].name, "p6");
+    assert_string_equal(ps.v[2].cidr, "fd00:100::/120");
+    assert_int_equal(ps.v[2].family, 6);
+    assert_int_equal(ps.v[2].size, 253);
+    assert_int_equal(ps.v[2].leases, 1);
+
+    /* A non-zero return from the callback stops the walk and comes back. */
+    memset(&ps, 0, sizeof(ps));
+    ps.stop_after = 2;
+    assert_int_equal(fsm_query_pools(f, fsmtc_pool_cb, &ps), 7);
+    assert_int_equal(ps.n, 2);
+
+    /* The query is read-only: the state hash does not move. */
+    uint8_t h1[FSM_HASH_LEN], h2[FSM_HASH_LEN];
+    fsmtc_hash(f, h1);
+    memset(&ps, 0, sizeof(ps));
+    assert_int_equal(fsm_query_pools(f, fsmtc_pool_cb, &ps), 0);
+    fsmtc_hash(f, h2);
+    assert_memory_equal(h1, h2, FSM_HASH_LEN);
+    fsm_free(f);
+}
+
 static void test_fsm_policy(void **state)
 {
     (void)state;
@@ -1302,6 +1377,7 @@ int fsm_test_commands(void)
         cmocka_unit_test(test_fsm_usage_exactly_once),
         cmocka_unit_test(test_fsm_quota),
         cmocka_unit_test(test_fsm_lease_reserve_release),
+        cmocka_unit_test(test_fsm_query_pools),
         cmocka_unit_test(test_fsm_policy),
         cmocka_unit_test(test_fsm_subnets),
         cmocka_unit_test(test_fsm_audit_chain),
