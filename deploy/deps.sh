@@ -23,7 +23,9 @@ pkgs=(
     libcmocka-dev libmicrohttpd-dev libyaml-dev libssl-dev openssl
     # real components the tests and the demo start
     openvpn redis-server nftables iproute2 iputils-ping procps psmisc
-    python3 ca-certificates jq curl redis-tools
+    python3 ca-certificates jq curl redis-tools prometheus
+    # the admin API contract test (cluster-tests/contract/): schema checks
+    python3-yaml python3-jsonschema
 )
 
 missing=()
@@ -42,9 +44,10 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
 
-# The Debian openvpn and redis packages enable system services; ovha starts
-# its own instances, so keep the packaged ones from holding ports or sockets.
-for svc in openvpn redis-server; do
+# The Debian openvpn, redis and prometheus packages enable system services;
+# ovha (and its tests) start their own instances, so keep the packaged ones
+# from holding ports or sockets.
+for svc in openvpn redis-server prometheus; do
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi

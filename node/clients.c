@@ -17,6 +17,7 @@ struct node_pending {
     bool push_early; /* the client takes a PUSH_REPLY without a request */
     char cn[256];
     uint64_t deadline; /* monotonic ms */
+    uint64_t t0_us;    /* when the event arrived (uv_hrtime), for stats */
     void *handle;      /* the decider's, for cancel */
     bool in_decide;    /* inside decider->decide: do not free yet */
     bool done;
@@ -42,6 +43,62 @@ struct node_clients {
     void (*close_cb)(void *data);
     void *close_data;
 };
+
+const uint64_t node_decision_lat_bounds_us[NODE_DECISION_LAT_BUCKETS] = {
+    250,    500,    1000,   2500,    5000,    10000,   25000,    50000,
+    100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
+};
+
+const char *node_decision_why_name(enum node_decision_why why)
+{
+    static const char *const names[NODE_WHY_MAX] = {
+        [NODE_WHY_ALLOWED] = "allowed",
+        [NODE_WHY_REFUSED] = "refused",
+        [NODE_WHY_UNAVAILABLE] = "unavailable",
+        [NODE_WHY_DEADLINE] = "deadline",
+        [NODE_WHY_INVALID_OUTPUT] = "invalid_output",
+        [NODE_WHY_NO_CN] = "no_common_name",
+        [NODE_WHY_ERROR] = "error",
+    };
+    return (unsigned)why < NODE_WHY_MAX ? names[why] : "unknown";
+}
+
+const char *node_decision_kind_name(enum node_decision_kind kind)
+{
+    return kind == NODE_DECISION_REAUTH ? "reauth" : "connect";
+}
+
+static uint64_t node_clients_now_us(void)
+{
+    return uv_hrtime() / 1000;
+}
+
+/* Counts one answer, handed to the management link now, for the metrics. */
+static void node_clients_count(struct node_clients *c,
+                               bool reauth,
+                               enum node_decision_why why,
+                               uint64_t t0_us)
+{
+    struct node_clients_stats *st = &c->stats;
+    uint64_t now = node_clients_now_us();
+    uint64_t lat = now > t0_us ? now - t0_us : 0;
+    st->decisions[reauth ? NODE_DECISION_REAUTH : NODE_DECISION_CONNECT][why]++;
+    for (size_t i = 0; i < NODE_DECISION_LAT_BUCKETS; i++) {
+        if (lat <= node_decision_lat_bounds_us[i]) {
+            st->latency_le_us[i]++;
+        }
+    }
+    st->latency_count++;
+    st->latency_us_sum += lat;
+}
+
+/* A refusal the client is told to take elsewhere is temporary. */
+static enum node_decision_why node_clients_why(const struct node_decision *d)
+{
+    return strcmp(d->client_reason, NODE_TEMP_CLIENT_REASON) == 0
+               ? NODE_WHY_UNAVAILABLE
+               : NODE_WHY_REFUSED;
+}
 
 /* Writes cn with '"' and '\\' escaped so log lines stay parseable; the
  * logger itself replaces control bytes. */
@@ -251,11 +308,13 @@ static void node_clients_send_auth(struct node_clients *c,
         c->stats.denied++;
         node_clients_send_deny(c, p->cid, p->kid, "invalid policy output",
                                "Access denied");
+        node_clients_count(c, false, NODE_WHY_INVALID_OUTPUT, p->t0_us);
         ovha_buf_free(&b);
         return;
     }
     node_clients_send_n(c, &b, 1 + lead, "client-auth");
     ovha_buf_free(&b);
+    node_clients_count(c, false, NODE_WHY_ALLOWED, p->t0_us);
     struct node_session *s = node_clients_add(c, p->cid);
     if (s != NULL) {
         ovha_strlcpy(s->cn, p->cn, sizeof(s->cn));
@@ -288,6 +347,7 @@ static void node_clients_answer_reauth(struct node_clients *c,
                  node_clients_q(p->cn, q, sizeof(q)),
                  (unsigned long long)p->cid, d->reason);
         node_clients_send_deny(c, p->cid, p->kid, d->reason, d->client_reason);
+        node_clients_count(c, true, node_clients_why(d), p->t0_us);
         return;
     }
     struct ovha_buf b;
@@ -296,6 +356,7 @@ static void node_clients_answer_reauth(struct node_clients *c,
         node_clients_send(c, &b, "client-auth-nt");
     }
     ovha_buf_free(&b);
+    node_clients_count(c, true, NODE_WHY_ALLOWED, p->t0_us);
     c->stats.reauth_allowed++;
     LOG_DEBUG("decide", "allow reauth cn=\"%s\" cid=%llu",
               node_clients_q(p->cn, q, sizeof(q)), (unsigned long long)p->cid);
@@ -320,6 +381,7 @@ static void node_clients_decided_cb(const struct node_decision *d, void *data)
             node_clients_q(p->cn, q, sizeof(q)), (unsigned long long)p->cid,
             p->kid, d->reason, d->source != NULL ? d->source : "-");
         node_clients_send_deny(c, p->cid, p->kid, d->reason, d->client_reason);
+        node_clients_count(c, false, node_clients_why(d), p->t0_us);
     }
     node_pending_finish(p);
     node_clients_arm(c);
@@ -342,6 +404,7 @@ static void node_clients_timer_cb(uv_timer_t *t)
                  (unsigned long long)c->deadline_ms);
         node_clients_send_deny(c, p->cid, p->kid, "decision deadline exceeded",
                                NODE_TEMP_CLIENT_REASON);
+        node_clients_count(c, p->reauth, NODE_WHY_DEADLINE, p->t0_us);
         node_pending_finish(p);
     }
     node_clients_arm(c);
@@ -355,23 +418,27 @@ static void node_clients_on_auth_request(struct node_clients *c,
     const char *user = mgmt_env_get(&ev->env, "username");
     const char *ip = mgmt_env_get(&ev->env, "untrusted_ip");
     const char *port = mgmt_env_get(&ev->env, "untrusted_port");
+    uint64_t t0_us = node_clients_now_us();
     if (cn == NULL || cn[0] == '\0') {
         c->stats.denied++;
         LOG_INFO("decide", "deny cid=%llu kid=%u: no common name",
                  (unsigned long long)ev->cid, ev->kid);
         node_clients_send_deny(c, ev->cid, ev->kid, "no common name",
                                "Access denied");
+        node_clients_count(c, reauth, NODE_WHY_NO_CN, t0_us);
         return;
     }
     struct node_pending *p = ovha_calloc(1, sizeof(*p));
     if (p == NULL) {
         node_clients_send_deny(c, ev->cid, ev->kid, "out of memory",
                                NODE_TEMP_CLIENT_REASON);
+        node_clients_count(c, reauth, NODE_WHY_ERROR, t0_us);
         return;
     }
     p->c = c;
     p->cid = ev->cid;
     p->kid = ev->kid;
+    p->t0_us = t0_us;
     p->reauth = reauth;
     p->push_early = node_clients_push_early(&ev->env);
     ovha_strlcpy(p->cn, cn, sizeof(p->cn));
@@ -398,13 +465,16 @@ static void node_clients_on_auth_request(struct node_clients *c,
     p->in_decide = true;
     int rv = c->decider.ops->decide(c->decider.impl, &req,
                                     node_clients_decided_cb, p, &p->handle);
-    p->in_decide = false;
     if (rv != 0 && !p->done) {
         c->stats.denied++;
         node_clients_send_deny(c, p->cid, p->kid, "decision failed",
                                NODE_TEMP_CLIENT_REASON);
+        node_clients_count(c, reauth, NODE_WHY_ERROR, p->t0_us);
+        /* Still in_decide: finish must not free p, the line below does
+         * (freed twice before). */
         node_pending_finish(p);
     }
+    p->in_decide = false;
     if (p->done) {
         ovha_free(p);
     }

@@ -58,11 +58,51 @@ struct node_session {
     uint64_t gen;       /* private: resync generation at creation */
 };
 
+/* Why a CONNECT or REAUTH got its answer: a fixed set, so that it can be a
+ * metric label (the decision's own reason text is free-form). */
+enum node_decision_why {
+    NODE_WHY_ALLOWED = 0,    /* allowed */
+    NODE_WHY_REFUSED,        /* the rules or the cluster said no */
+    NODE_WHY_UNAVAILABLE,    /* a temporary refusal (upstream or cluster
+                                unavailable, fenced, draining): the client
+                                moves on to its next remote */
+    NODE_WHY_DEADLINE,       /* no decision within the deadline */
+    NODE_WHY_INVALID_OUTPUT, /* the command builder refused the decision */
+    NODE_WHY_NO_CN,          /* the client sent no common name */
+    NODE_WHY_ERROR,          /* the decider failed, or out of memory */
+    NODE_WHY_MAX,
+};
+
+/* Kinds of decisions counted in node_clients_stats.decisions. */
+enum node_decision_kind {
+    NODE_DECISION_CONNECT = 0,
+    NODE_DECISION_REAUTH,
+    NODE_DECISION_KIND_MAX,
+};
+
+/* Upper bounds (microseconds) of the decision latency buckets. */
+#define NODE_DECISION_LAT_BUCKETS 15
+extern const uint64_t node_decision_lat_bounds_us[NODE_DECISION_LAT_BUCKETS];
+
 struct node_clients_stats {
     uint64_t allowed, denied, deadline_denied, reauth_allowed, reauth_denied;
     uint64_t kills;
     uint64_t anomalies; /* bandwidth anomalies that started (baseline) */
+    /* Every answer by kind and why (the counters above stay as they were:
+     * they do not count the out-of-memory answers). */
+    uint64_t decisions[NODE_DECISION_KIND_MAX][NODE_WHY_MAX];
+    /* Decision latency of every answer: from the event (>CLIENT:ENV,END)
+     * to the client-auth / client-deny handed to the management link.
+     * latency_le_us[i] counts answers within node_decision_lat_bounds_us[i]
+     * (cumulative, as Prometheus buckets); latency_count counts all. */
+    uint64_t latency_le_us[NODE_DECISION_LAT_BUCKETS];
+    uint64_t latency_count, latency_us_sum;
 };
+
+/* "allowed", "refused", ... (the metric label); "unknown" out of range. */
+const char *node_decision_why_name(enum node_decision_why why);
+/* "connect" or "reauth". */
+const char *node_decision_kind_name(enum node_decision_kind kind);
 
 struct node_clients;
 

@@ -56,6 +56,9 @@ struct node_routes {
     size_t job_nfdb;
     int job_rv;
     char job_err[256];
+    /* For stats.repairs: the last clean pass's desired set (a hash). */
+    uint64_t job_hash, clean_hash;
+    bool clean_known;
     struct node_routes_stats stats;
     void (*close_cb)(void *data);
     void *close_data;
@@ -273,6 +276,23 @@ static void routes_work(void *data)
     nr->job_rv = rv;
 }
 
+/* FNV-1a over the desired set (its entries are zeroed before they are
+ * filled, so equal sets hash equal). */
+static uint64_t routes_hash(const void *p, size_t len, uint64_t h)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+static uint64_t routes_changes(const struct node_routes_stats *st)
+{
+    return st->added + st->replaced + st->removed + st->fdb.added +
+           st->fdb.replaced + st->fdb.removed + st->fdb.attached;
+}
+
 static void routes_copy_stats(struct node_routes *nr)
 {
     if (nr->er != NULL) {
@@ -300,6 +320,7 @@ static void routes_after(void *data)
     ovha_free(nr->job_fdb);
     nr->job_fdb = NULL;
     nr->stats.passes++;
+    uint64_t before = routes_changes(&nr->stats);
     if (nr->job_rv != 0) {
         nr->stats.failures++;
         ovha_strlcpy(nr->stats.last_error, nr->job_err,
@@ -309,6 +330,11 @@ static void routes_after(void *data)
         nr->stats.last_error[0] = '\0';
     }
     routes_copy_stats(nr);
+    if (nr->job_rv == 0 && nr->clean_known && nr->job_hash == nr->clean_hash) {
+        nr->stats.repairs += routes_changes(&nr->stats) - before;
+    }
+    nr->clean_known = nr->job_rv == 0;
+    nr->clean_hash = nr->job_hash;
 }
 
 static int routes_build_job(void *data)
@@ -327,6 +353,9 @@ static int routes_build_job(void *data)
     snprintf(nr->job_err, sizeof(nr->job_err), "the pass did not run");
     nr->stats.desired = b.n;
     nr->stats.fdb.desired = b.nfdb;
+    nr->job_hash =
+        routes_hash(b.out, b.n * sizeof(*b.out), 0xcbf29ce484222325ULL);
+    nr->job_hash = routes_hash(b.fdb, b.nfdb * sizeof(*b.fdb), nr->job_hash);
     return 0;
 }
 

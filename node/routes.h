@@ -40,7 +40,12 @@ struct node_routes_stats {
     uint64_t desired;                  /* routes in the last desired set */
     uint64_t added, replaced, removed; /* cumulative, from enforce */
     char last_error[256];              /* the last pass's; "" if clean */
-    bool bridged;                      /* the fdb part below is in use */
+    /* Changes (routes and MACs added, replaced, removed, tap re-attached)
+     * made by clean passes whose desired set was the same as the previous
+     * clean pass's: the kernel had drifted (a change by hand, a device
+     * recreated) and the pass repaired it. */
+    uint64_t repairs;
+    bool bridged; /* the fdb part below is in use */
     struct {
         uint64_t desired;                  /* MACs in the last desired set */
         uint64_t added, replaced, removed; /* cumulative, from enforce */

@@ -27,6 +27,9 @@ struct node_shaping {
     size_t job_n;
     int job_rv;
     char job_err[256];
+    /* For stats.repairs: the last clean pass's client set (a hash). */
+    uint64_t job_hash, clean_hash;
+    bool clean_known;
     struct node_shaping_stats stats;
     void (*close_cb)(void *data);
     void *close_data;
@@ -75,6 +78,13 @@ static int shaping_build(void *data)
             ovha_strlcpy(c->ip, v[i].vpn_ip, sizeof(c->ip)) < sizeof(c->ip)) {
             s->job_n++;
         }
+    }
+    /* FNV-1a over the set; the array is zeroed, so equal sets hash
+     * equal. */
+    s->job_hash = 0xcbf29ce484222325ULL;
+    const unsigned char *bytes = (const unsigned char *)s->job_clients;
+    for (size_t i = 0; i < s->job_n * sizeof(*s->job_clients); i++) {
+        s->job_hash = (s->job_hash ^ bytes[i]) * 0x100000001b3ULL;
     }
     s->job_rv = OVHA_ECLOSED; /* until the pass runs */
     snprintf(s->job_err, sizeof(s->job_err), "the pass did not run");
@@ -127,10 +137,18 @@ static void shaping_after(void *data)
         s->stats.last_error[0] = '\0';
     }
     enf_shape_get_stats(s->shape, &es);
+    uint64_t before = s->stats.added + s->stats.changed + s->stats.removed;
     s->stats.clients = es.clients;
     s->stats.added = es.added;
     s->stats.changed = es.changed;
     s->stats.removed = es.removed;
+    uint64_t after = s->stats.added + s->stats.changed + s->stats.removed;
+    if (s->job_rv == 0 && s->clean_known && s->job_hash == s->clean_hash &&
+        after > before) {
+        s->stats.repairs += after - before;
+    }
+    s->clean_known = s->job_rv == 0;
+    s->clean_hash = s->job_hash;
 }
 
 static const struct node_job_ops shaping_job_ops = {

@@ -30,6 +30,10 @@ struct node_shaping_stats {
     uint64_t passes, failures;
     uint64_t clients;                 /* shaped after the last pass */
     uint64_t added, changed, removed; /* cumulative, from enforce */
+    /* Changes made by clean passes whose client set was the same as the
+     * previous clean pass's: a class or filter was altered by hand (or the
+     * device recreated) and the pass put it back. */
+    uint64_t repairs;
     char last_error[256];
 };
 

@@ -96,12 +96,21 @@ struct rft_config {
     bool bootstrap; /* a pristine dir becomes a one-voter cluster */
 };
 
+/* Upper bounds (ms) of the proposal latency buckets. */
+#define RFT_LAT_BUCKETS 12
+extern const uint64_t rft_latency_bounds_ms[RFT_LAT_BUCKETS];
+
 struct rft_stats {
     uint64_t proposed, committed, failed, unknown, retries;
     uint64_t batches; /* raft entries the proposals went out in */
     uint64_t forwarded, forward_served;
     uint64_t elections_won;
     uint64_t latency_ms_sum; /* over finished proposals */
+    /* Proposal latency (propose to callback) of finished proposals:
+     * latency_le_ms[i] counts those within rft_latency_bounds_ms[i]
+     * (cumulative, as Prometheus buckets); latency_count counts all. */
+    uint64_t latency_le_ms[RFT_LAT_BUCKETS];
+    uint64_t latency_count;
 };
 
 struct rft_status {

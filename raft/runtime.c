@@ -112,6 +112,10 @@ static void rft_prop_unlink(struct rft *r, struct rft_prop *p)
     p->queued = false;
 }
 
+const uint64_t rft_latency_bounds_ms[RFT_LAT_BUCKETS] = {
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000,
+};
+
 /* Completes a proposal: unlinks, calls back once, frees. */
 void rft_prop_finish(struct rft_prop *p,
                      int status,
@@ -129,6 +133,12 @@ void rft_prop_finish(struct rft_prop *p,
     }
     uint64_t lat = ovha_now_mono_ms() - p->started;
     r->stats.latency_ms_sum += lat;
+    r->stats.latency_count++;
+    for (size_t i = 0; i < RFT_LAT_BUCKETS; i++) {
+        if (lat <= rft_latency_bounds_ms[i]) {
+            r->stats.latency_le_ms[i]++;
+        }
+    }
     p->cb(p->data, status, res);
     ovha_free(p->cmd);
     ovha_free(p);

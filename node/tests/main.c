@@ -79,5 +79,6 @@ int main(void)
     failed += node_test_upstream();
     failed += node_test_answer();
     failed += node_test_tiers();
+    failed += node_test_metrics();
     return failed;
 }

@@ -18,6 +18,7 @@ int node_test_api_cluster(void);
 int node_test_upstream(void);
 int node_test_answer(void);
 int node_test_tiers(void);
+int node_test_metrics(void);
 
 /* Writes text to a new file under a fresh temp dir; returns its path in
  * out (static storage per call site is the caller's). */

@@ -320,6 +320,19 @@ static void test_runtime_leader_and_forwarded_proposals(void **state)
     struct rft_status after;
     rft_get_status(e->n[leader].r, &after);
     assert_int_equal(after.stats.batches - before.stats.batches, 1);
+    /* Each finished proposal is one latency observation, in cumulative
+     * buckets. */
+    assert_int_equal(after.stats.latency_count - before.stats.latency_count,
+                     100);
+    for (int i = 1; i < RFT_LAT_BUCKETS; i++) {
+        assert_true(after.stats.latency_le_ms[i] >=
+                    after.stats.latency_le_ms[i - 1]);
+    }
+    assert_true(after.stats.latency_le_ms[RFT_LAT_BUCKETS - 1] <=
+                after.stats.latency_count);
+    assert_true(after.stats.latency_le_ms[RFT_LAT_BUCKETS - 1] -
+                    before.stats.latency_le_ms[RFT_LAT_BUCKETS - 1] ==
+                100); /* 100 proposals in one entry: well within 5 s */
     int f = rt_follower(e);
     rt_propose_n(e, f, 1001, 100); /* forwarded to the leader */
     assert_int_equal(e->ok, 200);
