@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <raft.h>
@@ -84,7 +85,17 @@ int rft_new(uv_loop_t *loop,
     r->cfg = *cfg;
     r->fsm = f;
     rft_defaults(&r->cfg);
-    int rv = rft_init_transport(r, errbuf, errlen);
+    /* Before libraft's first segment writer: see aio_defer.c. The
+     * variable brings back libraft's own behaviour, for side-by-side
+     * benchmarks only. */
+    int rv =
+        getenv("OVHA_RAFT_SYNC_IO_DESTROY") == NULL ? rft_aio_defer_start() : 0;
+    if (rv != 0) {
+        snprintf(errbuf, errlen, "the AIO helper thread: %s",
+                 ovha_strerror(rv));
+    } else {
+        rv = rft_init_transport(r, errbuf, errlen);
+    }
     if (rv != 0) {
         goto err_free;
     }

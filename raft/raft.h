@@ -192,6 +192,9 @@ int rft_remove(struct rft *r, uint64_t id, rft_change_cb cb, void *data);
 int rft_transfer(struct rft *r, uint64_t id, rft_change_cb cb, void *data);
 
 void rft_get_status(struct rft *r, struct rft_status *ret);
+/* Starts the thread that takes libraft's io_destroy(2) calls off the loop
+ * (aio_defer.c); called by rft_new. Returns 0 or a negative errno. */
+int rft_aio_defer_start(void);
 const char *rft_errmsg(const struct rft *r);
 const char *rft_role_name(int state);
 const char *rft_member_role_name(int role);
