@@ -8,6 +8,7 @@
 
 #include "base/base.h"
 #include "node/node.h"
+#include "proto/proto.h"
 
 static const char *node_api_session_state(enum node_session_state st)
 {
@@ -67,6 +68,111 @@ static void node_api_sessions(struct node_http_req *r, void *data)
     node_http_respond_json(r, 200, json_pack("{s:o}", "sessions", list));
 }
 
+/* A kill of sessions held by other gateways: each is ended through raft
+ * (SessionClose, the operator as actor) and the gateway holding the
+ * client kills it at its next reconcile pass. Answered once every
+ * proposal has finished. */
+struct node_api_kill_far {
+    struct node_http_req *req; /* NULL once the server cancelled it */
+    size_t pending, ended, failed;
+    json_t *gateways;
+};
+
+static void node_api_kill_far_finish(struct node_api_kill_far *k)
+{
+    struct node_http_req *r = k->req;
+    if (r != NULL) {
+        node_http_req_set_cancel(r, NULL, NULL);
+        if (k->ended > 0) {
+            node_http_respond_json(
+                r, 200,
+                json_pack("{s:I, s:I, s:O}", "killed", (json_int_t)0,
+                          "ended_elsewhere", (json_int_t)k->ended, "gateways",
+                          k->gateways));
+        } else {
+            node_api_error(r, 503, "no raft leader; retry");
+        }
+    }
+    json_decref(k->gateways);
+    ovha_free(k);
+}
+
+static void node_api_kill_far_cb(void *data,
+                                 int status,
+                                 const struct proto_result *res)
+{
+    struct node_api_kill_far *k = data;
+    if (status == 0 && res->status == PROTO_STATUS_OK) {
+        k->ended++;
+    } else {
+        k->failed++;
+    }
+    if (--k->pending == 0) {
+        node_api_kill_far_finish(k);
+    }
+}
+
+static void node_api_kill_far_cancel(struct node_http_req *r, void *data)
+{
+    struct node_api_kill_far *k = data;
+    (void)r;
+    k->req = NULL; /* the last proposal callback frees k */
+}
+
+struct node_api_kill_walk {
+    struct node *n;
+    uint64_t ids[16];
+    char gw[16][PROTO_ID_MAX];
+    size_t count;
+};
+
+static int node_api_kill_walk_cb(const struct fsm_session_info *s, void *data)
+{
+    struct node_api_kill_walk *w = data;
+    if (strcmp(s->gateway, w->n->cfg->id) != 0 && w->count < 16) {
+        w->ids[w->count] = s->id;
+        ovha_strlcpy(w->gw[w->count], s->gateway, sizeof(w->gw[0]));
+        w->count++;
+    }
+    return 0;
+}
+
+/* No local client: end the CN's sessions on other gateways, if any. */
+static void node_api_kill_far(struct node *n,
+                              struct node_http_req *r,
+                              const char *cn)
+{
+    struct node_api_kill_walk w = { .n = n };
+    struct node_api_kill_far *k = NULL;
+    if (fsm_query_cn_sessions(n->fsm, cn, node_api_kill_walk_cb, &w) != 0 ||
+        w.count == 0) {
+        node_api_error(r, 404, "no live session for cn");
+        return;
+    }
+    k = ovha_calloc(1, sizeof(*k));
+    if (k == NULL || (k->gateways = json_array()) == NULL) {
+        ovha_free(k);
+        node_api_error(r, 500, "out of memory");
+        return;
+    }
+    k->req = r;
+    k->pending = 1; /* held until every proposal is out */
+    for (size_t i = 0; i < w.count; i++) {
+        json_array_append_new(k->gateways, json_string(w.gw[i]));
+        k->pending++;
+        if (node_repl_session_end(n->repl, w.ids[i], "killed by an operator",
+                                  node_http_req_subject(r),
+                                  node_api_kill_far_cb, k) != 0) {
+            k->pending--;
+            k->failed++;
+        }
+    }
+    node_http_req_set_cancel(r, node_api_kill_far_cancel, k);
+    if (--k->pending == 0) {
+        node_api_kill_far_finish(k);
+    }
+}
+
 static void node_api_kill(struct node_http_req *r, void *data)
 {
     struct node *n = data;
@@ -100,13 +206,17 @@ static void node_api_kill(struct node_http_req *r, void *data)
         return;
     }
     size_t killed = node_clients_kill_cn(n->clients, cn, msg);
-    json_decref(req);
-    if (killed == 0) {
+    if (killed == 0 && n->repl != NULL) {
+        node_api_kill_far(n, r, cn);
+    } else if (killed == 0) {
         node_api_error(r, 404, "no live session for cn");
-        return;
+    } else {
+        node_http_respond_json(
+            r, 200,
+            json_pack("{s:I, s:I, s:[]}", "killed", (json_int_t)killed,
+                      "ended_elsewhere", (json_int_t)0, "gateways"));
     }
-    node_http_respond_json(r, 200,
-                           json_pack("{s:I}", "killed", (json_int_t)killed));
+    json_decref(req);
 }
 
 static void node_api_put(json_t *o, const char *key, uint64_t v)

@@ -268,6 +268,14 @@ int node_repl_set_gateway_state_as(struct node_repl *r,
                                    const char *actor,
                                    node_repl_cb cb,
                                    void *data);
+/* SessionClose of any gateway's session, as an operator (actor): the
+ * gateway holding the client kills it at its next reconcile pass. */
+int node_repl_session_end(struct node_repl *r,
+                          uint64_t session_id,
+                          const char *reason,
+                          const char *actor,
+                          node_repl_cb cb,
+                          void *data);
 /* LeaseReserve (reserve) or LeaseRelease of ip for cn. */
 int node_repl_lease(struct node_repl *r,
                     bool reserve,

@@ -204,11 +204,22 @@ int ovhactl_cmd_kill(struct ovhactl *ctl, int argc, char **argv)
         return rv;
     }
     killed = json_integer_value(json_object_get(j, "killed"));
-    printf("killed %" JSON_INTEGER_FORMAT " session%s of %s\n", killed,
-           killed == 1 ? "" : "s",
-           ovhactl_escape(argv[0], true, esc, sizeof(esc)));
+    json_int_t far = json_integer_value(json_object_get(j, "ended_elsewhere"));
+    if (far > 0) {
+        /* Sessions on other gateways: ended through raft; the gateway
+         * holding the client kills it within a reconcile pass. */
+        printf("ended %" JSON_INTEGER_FORMAT
+               " session%s of %s on other "
+               "gateways (their clients are killed there)\n",
+               far, far == 1 ? "" : "s",
+               ovhactl_escape(argv[0], true, esc, sizeof(esc)));
+    } else {
+        printf("killed %" JSON_INTEGER_FORMAT " session%s of %s\n", killed,
+               killed == 1 ? "" : "s",
+               ovhactl_escape(argv[0], true, esc, sizeof(esc)));
+    }
     json_decref(j);
-    return killed > 0 ? OVHACTL_OK : OVHACTL_FAILED;
+    return killed > 0 || far > 0 ? OVHACTL_OK : OVHACTL_FAILED;
 }
 
 /* A raft id argument: 1 .. 2^63-1 (what the API's JSON carries). */

@@ -1008,6 +1008,22 @@ int node_repl_lease(struct node_repl *r,
     return node_repl_propose(r, &c, cb, data, 0);
 }
 
+int node_repl_session_end(struct node_repl *r,
+                          uint64_t session_id,
+                          const char *reason,
+                          const char *actor,
+                          rft_propose_cb cb,
+                          void *data)
+{
+    struct proto_cmd c;
+    node_repl_cmd_init(r, &c, PROTO_CMD_SESSION_CLOSE);
+    c.u.session_close.session_id = session_id;
+    ovha_strlcpy(c.u.session_close.reason, reason,
+                 sizeof(c.u.session_close.reason));
+    node_repl_actor(&c, actor);
+    return node_repl_propose(r, &c, cb, data, 0);
+}
+
 int node_repl_pool_put(struct node_repl *r,
                        const char *name,
                        const char *cidr,
