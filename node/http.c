@@ -534,12 +534,14 @@ static int node_http_start(struct node_http *h,
 
     h->mhd = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | flags, 0,
-        NULL, NULL, node_http_access_cb, h, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_NOTIFY_COMPLETED, node_http_completed_cb, h,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)NODE_HTTP_CONN_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)NODE_HTTP_CONN_LIMIT,
-        MHD_OPTION_EXTERNAL_LOGGER, node_http_log_cb, h, MHD_OPTION_ARRAY,
-        tls_opts, MHD_OPTION_END);
+        NULL, NULL, node_http_access_cb, h,
+        /* First, so MHD reports the other options' problems through it. */
+        MHD_OPTION_EXTERNAL_LOGGER, node_http_log_cb, h,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
+        node_http_completed_cb, h, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)NODE_HTTP_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)NODE_HTTP_CONN_LIMIT, MHD_OPTION_ARRAY, tls_opts,
+        MHD_OPTION_END);
     if (h->mhd == NULL) {
         close(fd);
         return -EIO;
