@@ -40,9 +40,9 @@ struct node {
     struct node_tiers *tiers;
     struct node_clients *clients;
     struct node_shaping *shaping; /* tc on the tun device; NULL when tap */
-    struct node_http *http;     /* the unix socket */
-    struct node_http *http_tls; /* api.listen, or NULL */
-    struct node_auth auth;      /* api.tokens_file, re-read on SIGHUP */
+    struct node_http *http;       /* the unix socket */
+    struct node_http *http_tls;   /* api.listen, or NULL */
+    struct node_auth auth;        /* api.tokens_file, re-read on SIGHUP */
     /* Clustered mode only (cfg->cluster.enabled): the replicated state
      * and its runtime. NULL when standalone. */
     struct fsm *fsm;

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -175,6 +176,68 @@ static void test_policy_pool_sticky_and_exhaustion(void **state)
     assert_string_equal(d3.ip, "100.64.0.253");
 }
 
+/* 3000 clients and a pool as large: every CN is found through the CN
+ * indexes (clients from the config, leases as they grow past several
+ * index rebuilds), gets its own address, keeps it, and a CN that only
+ * differs in its last byte is not confused with another. */
+static void test_policy_many_clients_indexed(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    struct ovha_buf y;
+    ovha_buf_init(&y);
+    assert_int_equal(ovha_buf_printf(&y,
+                                     "node: {id: gw1, state_dir: /tmp/x}\n"
+                                     "openvpn: {ca: /c, cert: /s, key: /k, "
+                                     "network: 100.64.0.0/16}\n"
+                                     "policy:\n  default: deny\n"
+                                     "  pool: 100.64.16.0/20\n  clients:\n"),
+                     0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(ovha_buf_printf(&y, "    - cn: user-%d\n", i), 0);
+    }
+    assert_int_equal(ovha_buf_printf(&y,
+                                     "    - cn: fixed\n"
+                                     "      ip: 100.64.1.7\n"),
+                     0);
+    assert_int_equal(ovha_buf_append(&y, "", 1), 0);
+    struct node_cfg *cfg = NULL;
+    struct node_policy *p = NULL;
+    char err[512];
+    assert_int_equal(
+        node_cfg_load_string("many.yaml", y.data, &cfg, err, sizeof(err)), 0);
+    ovha_buf_free(&y);
+    assert_int_equal(node_policy_new(cfg, &p), 0);
+
+    static char ips[N][64];
+    struct node_decision d;
+    for (int i = 0; i < N; i++) {
+        char cn[32];
+        snprintf(cn, sizeof(cn), "user-%d", i);
+        node_test_decide(p, cn, &d);
+        assert_true(d.allow);
+        ovha_strlcpy(ips[i], d.ip, sizeof(ips[i]));
+        for (int k = 0; k < i; k += 97) { /* sampled: unique addresses */
+            assert_string_not_equal(ips[k], ips[i]);
+        }
+    }
+    for (int i = N - 1; i >= 0; i--) {
+        char cn[32];
+        snprintf(cn, sizeof(cn), "user-%d", i);
+        node_test_decide(p, cn, &d);
+        assert_string_equal(d.ip, ips[i]);
+    }
+    node_test_decide(p, "fixed", &d);
+    assert_true(d.allow);
+    assert_string_equal(d.ip, "100.64.1.7");
+    node_test_decide(p, "user-30000", &d);
+    assert_false(d.allow);
+    node_test_decide(p, "user-", &d);
+    assert_false(d.allow);
+    node_policy_free(p);
+    node_cfg_free(cfg);
+}
+
 static void node_test_policy_cb(const struct node_decision *d, void *data)
 {
     *(struct node_decision *)data = *d;
@@ -324,6 +387,7 @@ int node_test_policy(void)
         cmocka_unit_test_setup_teardown(test_policy_grant_groups,
                                         node_test_policy_setup,
                                         node_test_policy_teardown),
+        cmocka_unit_test(test_policy_many_clients_indexed),
         cmocka_unit_test_setup_teardown(test_policy_pool_sticky_and_exhaustion,
                                         node_test_policy_setup,
                                         node_test_policy_teardown),
