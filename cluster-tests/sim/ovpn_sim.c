@@ -18,6 +18,15 @@
  *                                        (rate=R: R starts a second, open
  *                                        loop; capped= counts starts the
  *                                        CONCURRENCY cap held back)
+ *   populate N PREFIX CONCURRENCY [PASSWORD] [first=K] [rate=R]
+ *                                     -> done ... established= (a storm
+ *                                        whose allowed clients stay)
+ *   reauth CID                        -> allow CID IP | deny ... | ...
+ *   reauth random N [CONC] [rate=R]   -> done ... (REAUTHs of N random
+ *                                        established clients)
+ *   bytes IN OUT                      -> ok (bytes per client per
+ *                                        bytecount interval)
+ *   dump PATH                         -> ok n= (CID CN IP STATE lines)
  *   drop                              -> ok (the management connection
  *                                        is cut; ovhad reconnects)
  *   stats                             -> stats k=v ...
@@ -157,20 +166,140 @@ bool sim_parse_bounded(const char *t, uint64_t lo, uint64_t hi, uint64_t *ret)
 
 /* ---- clients ------------------------------------------------------------ */
 
-struct sim_client *sim_client_find(struct sim *s, uint64_t cid)
+/* The CID index: Fibonacci hashing into a power-of-two table. */
+static size_t sim_ix_home(uint64_t cid, size_t cap)
 {
-    for (size_t i = 0; i < s->nclients; i++) {
-        if (s->clients[i].cid == cid) {
-            return &s->clients[i];
+    return (size_t)((cid * 0x9E3779B97F4A7C15ULL) >> 17) & (cap - 1);
+}
+
+static void sim_ix_put(struct sim_ix_entry *t,
+                       size_t cap,
+                       uint64_t cid,
+                       uint32_t slot)
+{
+    size_t i = sim_ix_home(cid, cap);
+    while (t[i].slot != UINT32_MAX && t[i].cid != cid) {
+        i = (i + 1) & (cap - 1);
+    }
+    t[i].cid = cid;
+    t[i].slot = slot;
+}
+
+static struct sim_ix_entry *sim_ix_get(struct sim *s, uint64_t cid)
+{
+    if (s->ix_cap == 0) {
+        return NULL;
+    }
+    size_t i = sim_ix_home(cid, s->ix_cap);
+    while (s->ix[i].slot != UINT32_MAX) {
+        if (s->ix[i].cid == cid) {
+            return &s->ix[i];
         }
+        i = (i + 1) & (s->ix_cap - 1);
     }
     return NULL;
+}
+
+/* Backward shift: later entries of the run move up into the hole when
+ * their home does not lie between the hole and them. */
+static void sim_ix_del(struct sim *s, uint64_t cid)
+{
+    struct sim_ix_entry *e = sim_ix_get(s, cid);
+    if (e == NULL) {
+        return;
+    }
+    size_t mask = s->ix_cap - 1;
+    size_t hole = (size_t)(e - s->ix);
+    size_t j = hole;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (s->ix[j].slot == UINT32_MAX) {
+            break;
+        }
+        size_t home = sim_ix_home(s->ix[j].cid, s->ix_cap);
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            s->ix[hole] = s->ix[j];
+            hole = j;
+        }
+    }
+    s->ix[hole].slot = UINT32_MAX;
+}
+
+/* Keeps the table at most half full. */
+static int sim_ix_reserve(struct sim *s, size_t n)
+{
+    if (n * 2 <= s->ix_cap) {
+        return 0;
+    }
+    size_t cap = s->ix_cap > 0 ? s->ix_cap : 256;
+    while (cap < n * 2) {
+        cap *= 2;
+    }
+    struct sim_ix_entry *t = malloc(cap * sizeof(*t));
+    if (t == NULL) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < cap; i++) {
+        t[i].slot = UINT32_MAX;
+    }
+    for (size_t i = 0; i < s->ix_cap; i++) {
+        if (s->ix[i].slot != UINT32_MAX) {
+            sim_ix_put(t, cap, s->ix[i].cid, s->ix[i].slot);
+        }
+    }
+    free(s->ix);
+    s->ix = t;
+    s->ix_cap = cap;
+    return 0;
+}
+
+struct sim_client *sim_client_find(struct sim *s, uint64_t cid)
+{
+    struct sim_ix_entry *e = sim_ix_get(s, cid);
+    return e != NULL ? &s->clients[e->slot] : NULL;
+}
+
+bool sim_client_waiting(const struct sim_client *c)
+{
+    return c->state == SIM_PENDING || c->reauth;
+}
+
+void sim_client_set_established(struct sim *s, struct sim_client *c)
+{
+    if (c->state == SIM_PENDING) {
+        c->state = SIM_ESTABLISHED;
+        s->n_established++;
+        s->n_waiting--;
+    }
+}
+
+void sim_client_set_reauth(struct sim *s, struct sim_client *c, bool on)
+{
+    if (c->state == SIM_ESTABLISHED && c->reauth != on) {
+        c->reauth = on;
+        if (on) {
+            s->n_waiting++;
+        } else {
+            s->n_waiting--;
+        }
+    }
 }
 
 void sim_client_remove(struct sim *s, struct sim_client *c)
 {
     size_t i = (size_t)(c - s->clients);
-    s->clients[i] = s->clients[--s->nclients];
+    if (c->state == SIM_ESTABLISHED) {
+        s->n_established--;
+    }
+    if (sim_client_waiting(c)) {
+        s->n_waiting--;
+    }
+    sim_ix_del(s, c->cid);
+    s->nclients--;
+    if (i != s->nclients) {
+        s->clients[i] = s->clients[s->nclients];
+        sim_ix_get(s, s->clients[i].cid)->slot = (uint32_t)i;
+    }
 }
 
 struct sim_client *sim_client_add(struct sim *s,
@@ -178,6 +307,10 @@ struct sim_client *sim_client_add(struct sim *s,
                                   const char *user,
                                   const char *pass)
 {
+    if (s->nclients >= SIM_MAX_CLIENTS ||
+        sim_ix_reserve(s, s->nclients + 1) != 0) {
+        return NULL;
+    }
     if (s->nclients == s->cap_clients) {
         size_t cap = s->cap_clients > 0 ? s->cap_clients * 2 : 64;
         struct sim_client *n = realloc(s->clients, cap * sizeof(*n));
@@ -187,9 +320,12 @@ struct sim_client *sim_client_add(struct sim *s,
         s->clients = n;
         s->cap_clients = cap;
     }
-    struct sim_client *c = &s->clients[s->nclients++];
+    struct sim_client *c = &s->clients[s->nclients];
     memset(c, 0, sizeof(*c));
     c->cid = s->next_cid++;
+    sim_ix_put(s->ix, s->ix_cap, c->cid, (uint32_t)s->nclients);
+    s->nclients++;
+    s->n_waiting++;
     c->kid = 1;
     c->state = SIM_PENDING;
     c->owner = SIM_OWNER_NONE;
@@ -201,17 +337,31 @@ struct sim_client *sim_client_add(struct sim *s,
     c->rport = (unsigned)(1024 + (c->cid * 7919) % 60000);
     c->since = (int64_t)time(NULL);
     c->created_ns = sim_now_ns();
+    c->wait_ns = c->created_ns;
+    /* What the first byte counts of a session look like (TLS and push). */
+    c->bytes_in = 2100 + c->cid;
+    c->bytes_out = 2000 + c->cid;
     return c;
 }
 
-/* Undecided clients older than decide_ns (10 s): give up, as a client
- * would. */
+uint64_t sim_rand(struct sim *s)
+{
+    uint64_t x = s->rng != 0 ? s->rng : 0x2545F4914F6CDD1DULL;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    s->rng = x;
+    return x;
+}
+
+/* Clients whose CONNECT or REAUTH went unanswered for decide_ns (10 s):
+ * give up, as a client would (a failed REAUTH ends the session). */
 static void sim_expire(struct sim *s, uint64_t now)
 {
     size_t i = 0;
-    while (i < s->nclients) {
+    while (s->n_waiting > 0 && i < s->nclients) {
         struct sim_client *c = &s->clients[i];
-        if (c->state == SIM_PENDING && now - c->created_ns > s->decide_ns) {
+        if (sim_client_waiting(c) && now - c->wait_ns > s->decide_ns) {
             sim_client_resolve(s, c, "timeout", "");
             sim_mgmt_disconnect(s, c);
             sim_client_remove(s, c);
@@ -240,6 +390,7 @@ static void sim_mgmt_close(struct sim *s)
     s->out_queued = s->out_written = 0;
     s->nstamps = s->stamp_head = 0;
     s->mgmt_quit = false;
+    s->bc.interval_ns = 0; /* openvpn resets `bytecount` per connection */
     sim_mgmt_reset(s);
 }
 
@@ -307,7 +458,19 @@ static int sim_stamp_push(struct sim *s, uint64_t cid)
 void sim_client_connect(struct sim *s, struct sim_client *c)
 {
     s->st.connects++;
-    sim_mgmt_connect(s, c);
+    sim_mgmt_connect(s, c, false);
+    sim_stamp_push(s, c->cid);
+    sim_mgmt_flush(s);
+}
+
+void sim_client_reauth(struct sim *s, struct sim_client *c)
+{
+    s->st.reauths++;
+    c->kid += 2; /* openvpn's KID counts key states: 1, then 3, 4, ... */
+    c->wait_ns = sim_now_ns();
+    c->sent_ns = 0;
+    sim_client_set_reauth(s, c, true);
+    sim_mgmt_connect(s, c, true);
     sim_stamp_push(s, c->cid);
     sim_mgmt_flush(s);
 }
@@ -575,6 +738,7 @@ static int sim_loop(struct sim *s)
             }
         }
         sim_storm_pump(s);
+        sim_mgmt_bytecount(s, sim_now_ns());
         sim_mgmt_flush(s);
         for (int i = 0; i < SIM_MAX_CTL; i++) {
             sim_ctl_flush(s, i);
@@ -596,6 +760,9 @@ int main(int argc, char **argv)
         s.ctl[i].fd = -1;
     }
     s.storm.ctl = -1;
+    s.bc.add_in = SIM_BC_IN_DEFAULT;
+    s.bc.add_out = SIM_BC_OUT_DEFAULT;
+    s.rng = (uint64_t)getpid() * 0x9E3779B97F4A7C15ULL + (uint64_t)time(NULL);
     if (sim_config(&s, argc, argv) != 0) {
         return 1;
     }

@@ -27,6 +27,11 @@
 #define SIM_TOKEN_MAX      256          /* 255 characters + NUL */
 #define SIM_MAX_TOKENS     16
 #define SIM_MAX_IROUTES    8
+#define SIM_MAX_CLIENTS    1000000 /* live clients (the CID index is u32) */
+/* Default bytes a client adds per bytecount interval (in = from the
+ * client, out = to it): about 0.2 / 1 Mbit/s at the usual 5 s. */
+#define SIM_BC_IN_DEFAULT  125000
+#define SIM_BC_OUT_DEFAULT 625000
 
 struct sim_buf {
     char *data;
@@ -42,8 +47,15 @@ enum sim_cstate {
 
 enum sim_owner {
     SIM_OWNER_NONE,  /* nobody waits for the decision */
-    SIM_OWNER_CTL,   /* a control connection's `connect` */
-    SIM_OWNER_STORM, /* the running storm */
+    SIM_OWNER_CTL,   /* a control connection's `connect` or `reauth` */
+    SIM_OWNER_STORM, /* the running job (storm, populate or reauth) */
+};
+
+/* What the running job does with each start. */
+enum sim_job_kind {
+    SIM_JOB_STORM,    /* connect; an allowed client leaves at once */
+    SIM_JOB_POPULATE, /* connect; an allowed client stays established */
+    SIM_JOB_REAUTH,   /* REAUTH of an established client */
 };
 
 struct sim_client {
@@ -58,9 +70,14 @@ struct sim_client {
     char rip[16];
     unsigned rport;
     char vaddr[16];
+    bool reauth;         /* established, a REAUTH waits for its answer */
     int64_t since;       /* time_t of the CONNECT */
     uint64_t created_ns; /* CLOCK_MONOTONIC */
-    uint64_t sent_ns;    /* when >CLIENT:ENV,END reached the socket; 0 before */
+    uint64_t wait_ns;    /* when the CONNECT/REAUTH now waiting was queued */
+    uint64_t sent_ns;    /* when its >CLIENT:ENV,END reached the socket; 0
+                          * before */
+    uint64_t bytes_in;   /* cumulative, as in BYTECOUNT_CLI (from client) */
+    uint64_t bytes_out;  /* to the client */
 };
 
 /* Where the last byte of a CONNECT block sits in the output stream, so the
@@ -78,10 +95,16 @@ struct sim_ctl {
     bool closing; /* quit: close once the reply is out */
 };
 
+/* The running job: a storm, a populate or a batch of REAUTHs (one at a
+ * time). */
 struct sim_storm {
     bool active;
+    enum sim_job_kind kind;
     int ctl; /* who gets the `done` line */
     uint64_t n, identities, conc;
+    uint64_t first; /* populate: CNs PREFIX-first .. PREFIX-(first+n-1) */
+    uint64_t *cids; /* reauth: the chosen clients, n of them */
+    uint64_t gone;  /* reauth: chosen clients gone before their turn */
     char prefix[200];
     char password[SIM_TOKEN_MAX];
     bool has_password;
@@ -101,6 +124,24 @@ struct sim_storm {
 struct sim_stats {
     uint64_t mgmt_connects, commands, errors;
     uint64_t connects, allow, deny, timeout, killed, disconnects;
+    uint64_t reauths, bytecounts;
+};
+
+/* CID -> slot in sim.clients: open addressing, linear probing, backward
+ * shift deletion (no tombstones); slot UINT32_MAX = empty. */
+struct sim_ix_entry {
+    uint64_t cid;
+    uint32_t slot;
+};
+
+/* >BYTECOUNT_CLI for every established client once per interval, spread
+ * evenly over it: a round walks the client array from slot 0, emitting
+ * slot k once k / nclients of the interval has passed. */
+struct sim_bytecount {
+    uint64_t interval_ns; /* 0 = off (until the controller's `bytecount N`) */
+    uint64_t round_ns;    /* when the current round started */
+    size_t cursor;        /* next slot of this round */
+    uint64_t add_in, add_out; /* bytes per client per interval */
 };
 
 struct sim_auth_block {
@@ -133,6 +174,12 @@ struct sim {
     struct sim_auth_block auth;
     struct sim_client *clients;
     size_t nclients, cap_clients;
+    size_t n_established; /* state == SIM_ESTABLISHED */
+    size_t n_waiting;     /* pending, or established with a REAUTH out */
+    struct sim_ix_entry *ix;
+    size_t ix_cap; /* power of two, at least twice nclients */
+    struct sim_bytecount bc;
+    uint64_t rng; /* xorshift64 state (reauth picks) */
     uint64_t next_cid;
     uint64_t decide_ns; /* undecided clients give up after this */
     uint64_t rx_ns;     /* when the bytes being parsed were read */
@@ -154,6 +201,11 @@ int sim_tokenize(char *line, char **tok, int max);
 /* Strict decimal in [lo, hi]. */
 bool sim_parse_bounded(const char *t, uint64_t lo, uint64_t hi, uint64_t *ret);
 struct sim_client *sim_client_find(struct sim *s, uint64_t cid);
+/* A CONNECT or REAUTH of c is out without an answer. */
+bool sim_client_waiting(const struct sim_client *c);
+/* Marks c established (counted), or its REAUTH as out / answered. */
+void sim_client_set_established(struct sim *s, struct sim_client *c);
+void sim_client_set_reauth(struct sim *s, struct sim_client *c, bool on);
 /* Removes c (the last client moves into its slot). */
 void sim_client_remove(struct sim *s, struct sim_client *c);
 /* A new pending client (CID from the counter, KID 1); NULL without memory.
@@ -167,6 +219,10 @@ bool sim_mgmt_ready(const struct sim *s);
 /* Emits c's CONNECT block and writes it out at once (the latency clock
  * starts when its last byte is written). */
 void sim_client_connect(struct sim *s, struct sim_client *c);
+/* Same for a REAUTH of the established client c (KID goes up by 2, as
+ * recorded from openvpn). */
+void sim_client_reauth(struct sim *s, struct sim_client *c);
+uint64_t sim_rand(struct sim *s);
 /* Writes what the socket takes now; closes the controller on error. */
 void sim_mgmt_flush(struct sim *s);
 /* ---- sim_ctl.c ---------------------------------------------------------- */
@@ -198,8 +254,10 @@ void sim_mgmt_emit(struct sim *s, const char *fmt, ...)
 void sim_mgmt_greet(struct sim *s);
 /* One line from the controller, without its line end. */
 void sim_mgmt_line(struct sim *s, char *line);
-/* Emits >CLIENT:CONNECT and its ENV block for c. */
-void sim_mgmt_connect(struct sim *s, struct sim_client *c);
+/* Emits >CLIENT:CONNECT (or REAUTH) and its ENV block for c. */
+void sim_mgmt_connect(struct sim *s, struct sim_client *c, bool reauth);
+/* Emits the >BYTECOUNT_CLI lines due now (see struct sim_bytecount). */
+void sim_mgmt_bytecount(struct sim *s, uint64_t now);
 /* Emits >CLIENT:DISCONNECT (full ENV when established, empty otherwise). */
 void sim_mgmt_disconnect(struct sim *s, struct sim_client *c);
 void sim_mgmt_established(struct sim *s, struct sim_client *c);

@@ -1,9 +1,11 @@
 /*
  * The control-socket half of ovpn_sim: the line protocol of simulated
- * clients (connect, disconnect, storm, stats, quit) and the bookkeeping of
- * answers (sim_client_resolve). See ovpn_sim.c for the protocol.
+ * clients (connect, reauth, disconnect, storm, populate, bytes, dump,
+ * stats, quit) and the bookkeeping of answers (sim_client_resolve). See
+ * README.md for the protocol.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,7 +56,7 @@ void sim_client_resolve(struct sim *s,
         st->timeout += strcmp(outcome, "timeout") == 0;
         st->killed += strcmp(outcome, "killed") == 0;
         if (decided && st->nlat < st->n) {
-            uint64_t t0 = c->sent_ns != 0 ? c->sent_ns : c->created_ns;
+            uint64_t t0 = c->sent_ns != 0 ? c->sent_ns : c->wait_ns;
             uint64_t us = s->rx_ns > t0 ? (s->rx_ns - t0) / 1000 : 0;
             st->lat_us[st->nlat++] =
                 us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
@@ -72,12 +74,13 @@ static int sim_u32_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The q-per-mille percentile of sorted v, nearest rank. */
 static uint32_t sim_pct(const uint32_t *v, uint64_t n, unsigned q)
 {
     if (n == 0) {
         return 0;
     }
-    uint64_t rank = (q * n + 99) / 100; /* nearest rank, 1-based */
+    uint64_t rank = (q * n + 999) / 1000; /* nearest rank, 1-based */
     return v[rank > 0 ? rank - 1 : 0];
 }
 
@@ -92,22 +95,28 @@ static void sim_storm_finish(struct sim *s, uint64_t now)
         }
     }
     qsort(st->lat_us, st->nlat, sizeof(uint32_t), sim_u32_cmp);
+    char extra[64] = "";
+    if (st->kind == SIM_JOB_POPULATE) {
+        snprintf(extra, sizeof(extra), " established=%zu", s->n_established);
+    }
     sim_ctl_reply(
         s, st->ctl,
         "done n=%llu allow=%llu deny=%llu timeout=%llu killed=%llu "
         "skipped=%llu p50_us=%u p90_us=%u p99_us=%u max_us=%u elapsed_ms=%llu "
-        "rate=%llu capped=%llu lag_max_us=%llu",
+        "rate=%llu capped=%llu lag_max_us=%llu p999_us=%u%s",
         (unsigned long long)st->n, (unsigned long long)st->allow,
         (unsigned long long)st->deny, (unsigned long long)st->timeout,
         (unsigned long long)st->killed,
-        (unsigned long long)(st->n - st->started),
-        sim_pct(st->lat_us, st->nlat, 50), sim_pct(st->lat_us, st->nlat, 90),
-        sim_pct(st->lat_us, st->nlat, 99),
+        (unsigned long long)(st->n - st->started + st->gone),
+        sim_pct(st->lat_us, st->nlat, 500), sim_pct(st->lat_us, st->nlat, 900),
+        sim_pct(st->lat_us, st->nlat, 990),
         st->nlat > 0 ? st->lat_us[st->nlat - 1] : 0,
         (unsigned long long)((now - st->t0_ns) / 1000000),
         (unsigned long long)st->rate, (unsigned long long)st->capped,
-        (unsigned long long)(st->lag_max_ns / 1000));
+        (unsigned long long)(st->lag_max_ns / 1000),
+        sim_pct(st->lat_us, st->nlat, 999), extra);
     free(st->lat_us);
+    free(st->cids);
     memset(st, 0, sizeof(*st));
 }
 
@@ -160,6 +169,33 @@ static bool sim_storm_may_start(struct sim *s, uint64_t now)
     return true;
 }
 
+/* The next connect of a storm or populate (NULL without memory). */
+static struct sim_client *sim_storm_new_client(struct sim *s)
+{
+    struct sim_storm *st = &s->storm;
+    char cn[SIM_TOKEN_MAX];
+    uint64_t k = st->kind == SIM_JOB_POPULATE ? st->first + st->started
+                                              : st->started % st->identities;
+    snprintf(cn, sizeof(cn), "%s-%llu", st->prefix, (unsigned long long)k);
+    return sim_client_add(s, cn, st->has_password ? cn : "", st->password);
+}
+
+/* The next chosen client of a reauth job, or NULL when it is gone or
+ * already waiting (then it counts as started, finished and gone). */
+static struct sim_client *sim_storm_reauth_next(struct sim *s)
+{
+    struct sim_storm *st = &s->storm;
+    struct sim_client *c = sim_client_find(s, st->cids[st->started]);
+    if (c != NULL && c->state == SIM_ESTABLISHED && !c->reauth &&
+        c->owner == SIM_OWNER_NONE) {
+        return c;
+    }
+    st->started++;
+    st->finished++;
+    st->gone++;
+    return NULL;
+}
+
 void sim_storm_pump(struct sim *s)
 {
     struct sim_storm *st = &s->storm;
@@ -172,18 +208,22 @@ void sim_storm_pump(struct sim *s)
         return;
     }
     while (sim_storm_may_start(s, now)) {
-        char cn[SIM_TOKEN_MAX];
-        snprintf(cn, sizeof(cn), "%s-%llu", st->prefix,
-                 (unsigned long long)(st->started % st->identities));
-        struct sim_client *c =
-            sim_client_add(s, cn, st->has_password ? cn : "", st->password);
-        if (c == NULL) {
-            break;
+        struct sim_client *c = NULL;
+        if (st->rate != 0 && st->started == 0) {
+            st->sched0_ns = now; /* the schedule starts with a controller */
+        }
+        if (st->kind == SIM_JOB_REAUTH) {
+            c = sim_storm_reauth_next(s);
+            if (c == NULL) {
+                continue; /* that one left meanwhile: counted as gone */
+            }
+        } else {
+            c = sim_storm_new_client(s);
+            if (c == NULL) {
+                break;
+            }
         }
         if (st->rate != 0) {
-            if (st->started == 0) {
-                st->sched0_ns = now; /* the schedule starts with a controller */
-            }
             uint64_t due = sim_storm_due(st, st->started);
             if (now > due && now - due > st->lag_max_ns) {
                 st->lag_max_ns = now - due;
@@ -193,22 +233,38 @@ void sim_storm_pump(struct sim *s)
         c->owner = SIM_OWNER_STORM;
         st->started++;
         st->in_flight++;
-        sim_client_connect(s, c);
+        if (st->kind == SIM_JOB_REAUTH) {
+            sim_client_reauth(s, c);
+        } else {
+            sim_client_connect(s, c);
+        }
         now = sim_now_ns();
+    }
+    if (st->finished == st->n) {
+        sim_storm_finish(s, now); /* the last ones were gone */
     }
 }
 
 /* Trailing `rate=R` of a storm line (R connects per second, paced); the
  * other trailing token is the password. Returns false on a bad value. */
 static bool sim_ctl_storm_opts(char **tok,
+                               int k0,
                                int n,
                                const char **ret_password,
-                               uint64_t *ret_rate)
+                               uint64_t *ret_rate,
+                               uint64_t *ret_first)
 {
     *ret_password = NULL;
     *ret_rate = 0;
-    for (int k = 5; k < n; k++) {
-        if (strncmp(tok[k], "rate=", 5) == 0) {
+    if (ret_first != NULL) {
+        *ret_first = 0;
+    }
+    for (int k = k0; k < n; k++) {
+        if (ret_first != NULL && strncmp(tok[k], "first=", 6) == 0) {
+            if (!sim_parse_bounded(tok[k] + 6, 0, UINT32_MAX, ret_first)) {
+                return false;
+            }
+        } else if (strncmp(tok[k], "rate=", 5) == 0) {
             if (!sim_parse_bounded(tok[k] + 5, 1, SIM_STORM_MAX_RATE,
                                    ret_rate)) {
                 return false;
@@ -219,6 +275,25 @@ static bool sim_ctl_storm_opts(char **tok,
             return false;
         }
     }
+    return true;
+}
+
+/* Starts the job described in s->storm (kind, n, conc, rate, ...). */
+static bool sim_ctl_job_start(struct sim *s, int i)
+{
+    struct sim_storm *st = &s->storm;
+    st->lat_us = calloc(st->n, sizeof(uint32_t));
+    if (st->lat_us == NULL) {
+        free(st->cids);
+        memset(st, 0, sizeof(*st));
+        sim_ctl_reply(s, i, "error out of memory");
+        return false;
+    }
+    st->active = true;
+    st->ctl = i;
+    st->t0_ns = sim_now_ns();
+    st->deadline_ns = st->t0_ns + SIM_STORM_MAX_NS;
+    s->ctl[i].busy = true;
     return true;
 }
 
@@ -238,20 +313,14 @@ static void sim_ctl_storm(struct sim *s, int i, char **tok, int n)
         !sim_parse_bounded(tok[2], 1, SIM_STORM_MAX_N, &ids) ||
         !sim_parse_bounded(tok[3], 1, SIM_STORM_MAX_CONC, &conc) ||
         strlen(tok[4]) >= sizeof(st->prefix) - 12 ||
-        !sim_ctl_storm_opts(tok, n, &password, &rate)) {
+        !sim_ctl_storm_opts(tok, 5, n, &password, &rate, NULL)) {
         sim_ctl_reply(s, i,
                       "error usage: storm N(1..%d) IDENTITIES CONCURRENCY"
                       "(1..%d) PREFIX [PASSWORD] [rate=R(1..%d)]",
                       SIM_STORM_MAX_N, SIM_STORM_MAX_CONC, SIM_STORM_MAX_RATE);
         return;
     }
-    st->lat_us = calloc(num, sizeof(uint32_t));
-    if (st->lat_us == NULL) {
-        sim_ctl_reply(s, i, "error out of memory");
-        return;
-    }
-    st->active = true;
-    st->ctl = i;
+    st->kind = SIM_JOB_STORM;
     st->n = num;
     st->identities = ids;
     st->conc = conc;
@@ -261,9 +330,109 @@ static void sim_ctl_storm(struct sim *s, int i, char **tok, int n)
         st->has_password = true;
         snprintf(st->password, sizeof(st->password), "%s", password);
     }
-    st->t0_ns = sim_now_ns();
-    st->deadline_ns = st->t0_ns + SIM_STORM_MAX_NS;
-    s->ctl[i].busy = true;
+    sim_ctl_job_start(s, i);
+}
+
+/* populate N PREFIX CONCURRENCY [PASSWORD] [first=K] [rate=R]: N clients
+ * PREFIX-K .. PREFIX-(K+N-1) connect and, once allowed, stay. */
+static void sim_ctl_populate(struct sim *s, int i, char **tok, int n)
+{
+    struct sim_storm *st = &s->storm;
+    if (st->active) {
+        sim_ctl_reply(s, i, "error a storm is running");
+        return;
+    }
+    uint64_t num;
+    uint64_t conc;
+    uint64_t rate;
+    uint64_t first;
+    const char *password;
+    if (n < 4 || !sim_parse_bounded(tok[1], 1, SIM_STORM_MAX_N, &num) ||
+        strlen(tok[2]) >= sizeof(st->prefix) - 12 ||
+        !sim_parse_bounded(tok[3], 1, SIM_STORM_MAX_CONC, &conc) ||
+        !sim_ctl_storm_opts(tok, 4, n, &password, &rate, &first) ||
+        s->nclients + num > SIM_MAX_CLIENTS) {
+        sim_ctl_reply(s, i,
+                      "error usage: populate N(1..%d) PREFIX CONCURRENCY"
+                      "(1..%d) [PASSWORD] [first=K] [rate=R(1..%d)]",
+                      SIM_STORM_MAX_N, SIM_STORM_MAX_CONC, SIM_STORM_MAX_RATE);
+        return;
+    }
+    st->kind = SIM_JOB_POPULATE;
+    st->n = num;
+    st->identities = num;
+    st->first = first;
+    st->conc = conc;
+    st->rate = rate;
+    snprintf(st->prefix, sizeof(st->prefix), "%s", tok[2]);
+    if (password != NULL) {
+        st->has_password = true;
+        snprintf(st->password, sizeof(st->password), "%s", password);
+    }
+    sim_ctl_job_start(s, i);
+}
+
+/* reauth random N [CONCURRENCY] [rate=R]: REAUTHs of N distinct
+ * established clients picked at random (fewer when fewer are idle). */
+static void sim_ctl_reauth_random(struct sim *s, int i, char **tok, int n)
+{
+    struct sim_storm *st = &s->storm;
+    uint64_t num;
+    uint64_t conc = 256;
+    uint64_t rate;
+    const char *extra;
+    if (st->active) {
+        sim_ctl_reply(s, i, "error a storm is running");
+        return;
+    }
+    int k0 = 3;
+    if (n >= 4 && strncmp(tok[3], "rate=", 5) != 0) {
+        k0 = 4;
+    }
+    if (n < 3 || !sim_parse_bounded(tok[2], 1, SIM_STORM_MAX_N, &num) ||
+        (k0 == 4 && !sim_parse_bounded(tok[3], 1, SIM_STORM_MAX_CONC, &conc)) ||
+        !sim_ctl_storm_opts(tok, k0, n, &extra, &rate, NULL) || extra != NULL) {
+        sim_ctl_reply(s, i,
+                      "error usage: reauth CID | reauth random N [CONCURRENCY"
+                      "(1..%d)] [rate=R(1..%d)]",
+                      SIM_STORM_MAX_CONC, SIM_STORM_MAX_RATE);
+        return;
+    }
+    uint64_t *cids = malloc((s->nclients + 1) * sizeof(*cids));
+    if (cids == NULL) {
+        sim_ctl_reply(s, i, "error out of memory");
+        return;
+    }
+    size_t m = 0;
+    for (size_t k = 0; k < s->nclients; k++) {
+        const struct sim_client *c = &s->clients[k];
+        if (c->state == SIM_ESTABLISHED && !c->reauth &&
+            c->owner == SIM_OWNER_NONE) {
+            cids[m++] = c->cid;
+        }
+    }
+    if (m == 0) {
+        free(cids);
+        sim_ctl_reply(s, i, "error no established client");
+        return;
+    }
+    /* A partial Fisher-Yates shuffle: the first num are the picks. */
+    if (num > m) {
+        num = m;
+    }
+    for (size_t k = 0; k < num; k++) {
+        size_t j = k + (size_t)(sim_rand(s) % (m - k));
+        uint64_t t = cids[k];
+        cids[k] = cids[j];
+        cids[j] = t;
+    }
+    st->kind = SIM_JOB_REAUTH;
+    st->cids = cids;
+    st->n = num;
+    st->identities = num;
+    st->conc = conc;
+    st->rate = rate;
+    sim_ctl_job_start(s, i);
 }
 
 /* ---- control socket ----------------------------------------------------- */
@@ -290,6 +459,82 @@ static void sim_ctl_connect(struct sim *s, int i, char **tok, int n)
     sim_client_connect(s, c);
 }
 
+/* reauth CID: one REAUTH, answered like connect (allow CID IP, ...). */
+static void sim_ctl_reauth(struct sim *s, int i, char **tok, int n)
+{
+    uint64_t cid;
+    if (n >= 2 && strcmp(tok[1], "random") == 0) {
+        sim_ctl_reauth_random(s, i, tok, n);
+        return;
+    }
+    if (n < 2 || !sim_parse_bounded(tok[1], 0, UINT64_MAX, &cid)) {
+        sim_ctl_reply(s, i,
+                      "error usage: reauth CID | reauth random N "
+                      "[CONCURRENCY] [rate=R]");
+        return;
+    }
+    if (!sim_mgmt_ready(s)) {
+        sim_ctl_reply(s, i, "error not ready (no controller, or held)");
+        return;
+    }
+    struct sim_client *c = sim_client_find(s, cid);
+    if (c == NULL || c->state != SIM_ESTABLISHED || c->reauth ||
+        c->owner != SIM_OWNER_NONE) {
+        sim_ctl_reply(s, i, "error no idle established client %llu",
+                      (unsigned long long)cid);
+        return;
+    }
+    c->owner = SIM_OWNER_CTL;
+    c->owner_ctl = i;
+    s->ctl[i].busy = true;
+    sim_client_reauth(s, c);
+}
+
+/* bytes IN OUT: what each client adds per bytecount interval. */
+static void sim_ctl_bytes(struct sim *s, int i, char **tok, int n)
+{
+    uint64_t in;
+    uint64_t out;
+    if (n < 3 || !sim_parse_bounded(tok[1], 0, UINT32_MAX, &in) ||
+        !sim_parse_bounded(tok[2], 0, UINT32_MAX, &out)) {
+        sim_ctl_reply(s, i, "error usage: bytes IN OUT (0..%u per interval)",
+                      UINT32_MAX);
+        return;
+    }
+    s->bc.add_in = in;
+    s->bc.add_out = out;
+    sim_ctl_reply(s, i, "ok");
+}
+
+/* dump PATH: one line per client, "CID CN IP STATE" (IP "-" while
+ * waiting or without ifconfig-push), written to PATH. */
+static void sim_ctl_dump(struct sim *s, int i, char **tok, int n)
+{
+    if (n < 2) {
+        sim_ctl_reply(s, i, "error usage: dump PATH");
+        return;
+    }
+    FILE *f = fopen(tok[1], "we");
+    if (f == NULL) {
+        sim_ctl_reply(s, i, "error %s: %s", tok[1], strerror(errno));
+        return;
+    }
+    for (size_t k = 0; k < s->nclients; k++) {
+        const struct sim_client *c = &s->clients[k];
+        bool est = c->state == SIM_ESTABLISHED;
+        fprintf(f, "%" PRIu64 " %s %s %s\n", c->cid, c->cn,
+                est && c->vaddr[0] != '\0' ? c->vaddr : "-",
+                c->reauth ? "reauth"
+                : est     ? "established"
+                          : "pending");
+    }
+    if (fclose(f) != 0) {
+        sim_ctl_reply(s, i, "error %s: %s", tok[1], strerror(errno));
+        return;
+    }
+    sim_ctl_reply(s, i, "ok n=%zu", s->nclients);
+}
+
 static void sim_ctl_disconnect(struct sim *s, int i, char **tok, int n)
 {
     uint64_t cid;
@@ -314,22 +559,23 @@ static void sim_ctl_disconnect(struct sim *s, int i, char **tok, int n)
 
 static void sim_ctl_stats(struct sim *s, int i)
 {
-    size_t pending = 0;
-    for (size_t k = 0; k < s->nclients; k++) {
-        pending += s->clients[k].state == SIM_PENDING;
-    }
     const struct sim_stats *t = &s->st;
     sim_ctl_reply(
         s, i,
         "stats mgmt_connected=%d held=%d mgmt_connects=%llu clients=%zu "
         "pending=%zu connects=%llu allow=%llu deny=%llu timeout=%llu "
-        "killed=%llu disconnects=%llu commands=%llu errors=%llu storm=%d",
+        "killed=%llu disconnects=%llu commands=%llu errors=%llu storm=%d "
+        "established=%zu waiting=%zu reauths=%llu bytecounts=%llu "
+        "bytecount_s=%llu pid=%d",
         s->mgmt_fd >= 0, s->held, (unsigned long long)t->mgmt_connects,
-        s->nclients, pending, (unsigned long long)t->connects,
-        (unsigned long long)t->allow, (unsigned long long)t->deny,
-        (unsigned long long)t->timeout, (unsigned long long)t->killed,
-        (unsigned long long)t->disconnects, (unsigned long long)t->commands,
-        (unsigned long long)t->errors, s->storm.active);
+        s->nclients, s->nclients - s->n_established,
+        (unsigned long long)t->connects, (unsigned long long)t->allow,
+        (unsigned long long)t->deny, (unsigned long long)t->timeout,
+        (unsigned long long)t->killed, (unsigned long long)t->disconnects,
+        (unsigned long long)t->commands, (unsigned long long)t->errors,
+        s->storm.active, s->n_established, s->n_waiting,
+        (unsigned long long)t->reauths, (unsigned long long)t->bytecounts,
+        (unsigned long long)(s->bc.interval_ns / SIM_NS_PER_S), (int)getpid());
 }
 
 static bool sim_ctl_command(struct sim *s, int i, char *line)
@@ -347,6 +593,14 @@ static bool sim_ctl_command(struct sim *s, int i, char *line)
         sim_ctl_disconnect(s, i, tok, n);
     } else if (strcmp(tok[0], "storm") == 0) {
         sim_ctl_storm(s, i, tok, n);
+    } else if (strcmp(tok[0], "populate") == 0) {
+        sim_ctl_populate(s, i, tok, n);
+    } else if (strcmp(tok[0], "reauth") == 0) {
+        sim_ctl_reauth(s, i, tok, n);
+    } else if (strcmp(tok[0], "bytes") == 0) {
+        sim_ctl_bytes(s, i, tok, n);
+    } else if (strcmp(tok[0], "dump") == 0) {
+        sim_ctl_dump(s, i, tok, n);
     } else if (strcmp(tok[0], "drop") == 0) {
         /* Cuts the management connection, as a crashed or restarted
          * controller link would; ovhad reconnects and recovers. */

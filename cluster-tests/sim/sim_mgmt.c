@@ -5,8 +5,11 @@
  * mgmt/tests/fixtures and /work/shared/notes/openvpn-management.md.
  *
  * Deliberate simplifications: events that real openvpn sends seconds later
- * (DISCONNECT after client-kill or client-deny) come at once; there is no
- * REAUTH, BYTECOUNT_CLI or STATE traffic; `log`/`echo` only answer.
+ * (DISCONNECT after client-kill or client-deny) come at once; REAUTH comes
+ * only when the control socket asks for one; BYTECOUNT_CLI goes out for
+ * every established client once per `bytecount` interval whether or not
+ * it has traffic (openvpn: only with traffic); there is no STATE or LOG
+ * traffic; `log`/`echo` only answer.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -181,17 +184,13 @@ static void sim_mgmt_env_tail(struct sim *s,
 
 static size_t sim_mgmt_n_established(const struct sim *s)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < s->nclients; i++) {
-        n += s->clients[i].state == SIM_ESTABLISHED;
-    }
-    return n;
+    return s->n_established;
 }
 
-void sim_mgmt_connect(struct sim *s, struct sim_client *c)
+void sim_mgmt_connect(struct sim *s, struct sim_client *c, bool reauth)
 {
-    sim_mgmt_emit(s, ">CLIENT:CONNECT,%llu,%u", (unsigned long long)c->cid,
-                  c->kid);
+    sim_mgmt_emit(s, ">CLIENT:%s,%llu,%u", reauth ? "REAUTH" : "CONNECT",
+                  (unsigned long long)c->cid, c->kid);
     if (s->env_filter > 0) {
         /* Above level 0 the raw peer info comes first, unfiltered. */
         for (size_t i = 0; i < SIM_N_PEER_INFO; i++) {
@@ -233,9 +232,8 @@ void sim_mgmt_disconnect(struct sim *s, struct sim_client *c)
     sim_mgmt_fmt_time(c->since, ts, sizeof(ts));
     int64_t dur = (int64_t)time(NULL) - c->since;
     sim_mgmt_env(s, "time_duration", "%lld", (long long)(dur > 0 ? dur : 0));
-    sim_mgmt_env(s, "bytes_sent", "%llu", (unsigned long long)(2000 + c->cid));
-    sim_mgmt_env(s, "bytes_received", "%llu",
-                 (unsigned long long)(2100 + c->cid));
+    sim_mgmt_env(s, "bytes_sent", "%llu", (unsigned long long)c->bytes_out);
+    sim_mgmt_env(s, "bytes_received", "%llu", (unsigned long long)c->bytes_in);
     sim_mgmt_env(s, "trusted_port", "%u", c->rport);
     sim_mgmt_env(s, "trusted_ip", "%s", c->rip);
     if (c->vaddr[0] != '\0') {
@@ -292,8 +290,8 @@ static void sim_mgmt_status(struct sim *s, int version)
                       "%1$c%7$llu%1$c%8$s%1$c%9$lld%1$c%10$s%1$c%11$llu%1$c"
                       "%11$llu%1$c%12$s",
                       sep, c->cn, c->rip, c->rport, est ? c->vaddr : "",
-                      (unsigned long long)(2100 + c->cid),
-                      (unsigned long long)(2000 + c->cid), since,
+                      (unsigned long long)c->bytes_in,
+                      (unsigned long long)c->bytes_out, since,
                       (long long)c->since, user, (unsigned long long)c->cid,
                       est ? "AES-256-GCM" : "BF-CBC");
     }
@@ -333,20 +331,36 @@ static int sim_mgmt_parse_ids(char **tok, uint64_t *ret_cid, uint32_t *ret_kid)
     return 0;
 }
 
+/* The client waiting under CID/KID: a CONNECT or a REAUTH. */
 static struct sim_client *sim_mgmt_pending(struct sim *s,
                                            uint64_t cid,
                                            uint32_t kid)
 {
     struct sim_client *c = sim_client_find(s, cid);
-    if (c == NULL || c->kid != kid || c->state != SIM_PENDING) {
+    if (c == NULL || c->kid != kid || !sim_client_waiting(c)) {
         return NULL;
     }
     return c;
 }
 
+/* An allow of a REAUTH: openvpn drops the block's lines (they apply only
+ * before the session is established) and the session goes on. */
+static void sim_mgmt_allow_reauth(struct sim *s, struct sim_client *c)
+{
+    sim_mgmt_emit(s, "SUCCESS: client-auth command succeeded");
+    sim_client_set_reauth(s, c, false);
+    char ip[20];
+    snprintf(ip, sizeof(ip), "%s", c->vaddr[0] != '\0' ? c->vaddr : "-");
+    sim_client_resolve(s, c, "allow", ip);
+}
+
 static void sim_mgmt_allow(struct sim *s, struct sim_client *c)
 {
     const struct sim_auth_block *a = &s->auth;
+    if (c->reauth) {
+        sim_mgmt_allow_reauth(s, c);
+        return;
+    }
     sim_mgmt_emit(s, "SUCCESS: client-auth command succeeded");
     if (a->disable) {
         /* openvpn: DISCONNECT (full env) then ESTABLISHED; a refusal. */
@@ -355,7 +369,7 @@ static void sim_mgmt_allow(struct sim *s, struct sim_client *c)
         sim_client_remove(s, c);
         return;
     }
-    c->state = SIM_ESTABLISHED;
+    sim_client_set_established(s, c);
     snprintf(c->vaddr, sizeof(c->vaddr), "%s", a->ip);
     if (c->vaddr[0] != '\0') {
         sim_mgmt_emit(s, ">CLIENT:ADDRESS,%llu,%s,1",
@@ -366,12 +380,14 @@ static void sim_mgmt_allow(struct sim *s, struct sim_client *c)
                       (unsigned long long)c->cid, a->iroutes[i]);
     }
     sim_mgmt_established(s, c);
-    bool storm = c->owner == SIM_OWNER_STORM;
+    /* Storm clients leave at once so sessions do not pile up; populate
+     * clients stay. */
+    bool storm = c->owner == SIM_OWNER_STORM && s->storm.active &&
+                 s->storm.kind == SIM_JOB_STORM;
     char ip[20];
     snprintf(ip, sizeof(ip), "%s", c->vaddr[0] != '\0' ? c->vaddr : "-");
     sim_client_resolve(s, c, "allow", ip);
     if (storm) {
-        /* Storm clients leave at once so sessions do not pile up. */
         sim_mgmt_disconnect(s, c);
         sim_client_remove(s, c);
     }
@@ -457,7 +473,7 @@ static void sim_mgmt_client_deny(struct sim *s, char **tok, int n)
 
 static void sim_mgmt_kill_one(struct sim *s, struct sim_client *c)
 {
-    if (c->state == SIM_PENDING) {
+    if (sim_client_waiting(c)) {
         sim_client_resolve(s, c, "killed", "");
     }
     sim_mgmt_disconnect(s, c);
@@ -502,6 +518,61 @@ static void sim_mgmt_kill_cn(struct sim *s, const char *cn)
     }
     sim_mgmt_emit(s, "SUCCESS: common name '%s' found, %d client(s) killed", cn,
                   killed);
+}
+
+/* ---- byte counts ----------------------------------------------------------
+ */
+
+/* `bytecount N`: openvpn takes atoi(N) seconds; 0 (or junk) turns it off. */
+static void sim_mgmt_set_bytecount(struct sim *s, const char *arg)
+{
+    int sec = atoi(arg);
+    s->bc.interval_ns = sec > 0 ? (uint64_t)sec * SIM_NS_PER_S : 0;
+    s->bc.round_ns = sim_now_ns();
+    s->bc.cursor = 0;
+    sim_mgmt_emit(s, "SUCCESS: bytecount interval changed");
+}
+
+static void sim_mgmt_bytecount_one(struct sim *s, struct sim_client *c)
+{
+    if (c->state != SIM_ESTABLISHED) {
+        return;
+    }
+    c->bytes_in += s->bc.add_in;
+    c->bytes_out += s->bc.add_out;
+    s->st.bytecounts++;
+    sim_mgmt_emit(s, ">BYTECOUNT_CLI:%llu,%llu,%llu",
+                  (unsigned long long)c->cid, (unsigned long long)c->bytes_in,
+                  (unsigned long long)c->bytes_out);
+}
+
+/* A client that moves into an already visited slot (a removal swaps the
+ * last one in) waits for the next round; one moved forward may get two
+ * lines in a round. Both are rare and harmless: counters only grow. */
+void sim_mgmt_bytecount(struct sim *s, uint64_t now)
+{
+    struct sim_bytecount *bc = &s->bc;
+    if (bc->interval_ns == 0 || !sim_mgmt_ready(s)) {
+        return;
+    }
+    if (now - bc->round_ns >= bc->interval_ns) {
+        /* Finish the round (a late loop), then start the next one; a
+         * controller stuck for a whole interval gets no backlog. */
+        while (bc->cursor < s->nclients) {
+            sim_mgmt_bytecount_one(s, &s->clients[bc->cursor++]);
+        }
+        uint64_t rounds = (now - bc->round_ns) / bc->interval_ns;
+        bc->round_ns += rounds * bc->interval_ns;
+        bc->cursor = 0;
+    }
+    size_t due = (size_t)((double)s->nclients * (double)(now - bc->round_ns) /
+                          (double)bc->interval_ns);
+    if (due > s->nclients) {
+        due = s->nclients;
+    }
+    while (bc->cursor < due) {
+        sim_mgmt_bytecount_one(s, &s->clients[bc->cursor++]);
+    }
 }
 
 /* ---- command dispatch --------------------------------------------------- */
@@ -551,8 +622,8 @@ static void sim_mgmt_load_stats(struct sim *s)
     uint64_t in = 0;
     uint64_t out = 0;
     for (size_t i = 0; i < s->nclients; i++) {
-        in += 2100 + s->clients[i].cid;
-        out += 2000 + s->clients[i].cid;
+        in += s->clients[i].bytes_in;
+        out += s->clients[i].bytes_out;
     }
     sim_mgmt_emit(s, "SUCCESS: nclients=%zu,bytesin=%llu,bytesout=%llu",
                   sim_mgmt_n_established(s), (unsigned long long)in,
@@ -599,7 +670,7 @@ static void sim_mgmt_command(struct sim *s, char **tok, int n)
     } else if (strcmp(cmd, "version") == 0) {
         sim_mgmt_version(s, n);
     } else if (strcmp(cmd, "bytecount") == 0 && n >= 2) {
-        sim_mgmt_emit(s, "SUCCESS: bytecount interval changed");
+        sim_mgmt_set_bytecount(s, tok[1]);
     } else if (strcmp(cmd, "env-filter") == 0) {
         s->env_filter = n >= 2 ? atoi(tok[1]) : 0;
         sim_mgmt_emit(s, "SUCCESS: env_filter_level=%d", s->env_filter);

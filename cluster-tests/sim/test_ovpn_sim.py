@@ -2,7 +2,7 @@
 """test_ovpn_sim.py OVPN_SIM: checks the simulator against the management
 protocol of the recorded OpenVPN 2.6.14 transcripts (mgmt/tests/fixtures),
 playing ovhad's part by hand, and its control protocol. stdlib only, no
-root, unix sockets in a temporary directory; about 2 s. Prints
+root, unix sockets in a temporary directory; about 5 s. Prints
 "N passed, N failed"; exit 0 when nothing failed."""
 import os
 import shutil
@@ -278,6 +278,10 @@ def run(mpath, cpath, proc):
     seen = set()
     pace = {"delay": 0.0, "arrivals": []}
     send_lock = threading.Lock()
+    # REAUTHs seen (cid, kid, cn) and their answers by CN: deny / silent
+    reauths = []
+    reauth_mode = {}
+    bytecounts = []  # (time, cid, in, out)
 
     def reply(cid, cn):
         with send_lock:
@@ -303,6 +307,25 @@ def run(mpath, cpath, proc):
                                     (cid, env["common_name"])).start()
                 else:
                     reply(cid, env["common_name"])
+            elif ln.startswith(">CLIENT:REAUTH,"):
+                _, cid, kid = ln.split(",")
+                _, env, _ = m.block(ln)
+                cn = env["common_name"]
+                reauths.append((cid, kid, cn))
+                mode = reauth_mode.get(cn, "allow")
+                with send_lock:
+                    if mode == "deny":
+                        m.send('client-deny %s %s "re" "again"\n' % (cid, kid))
+                    elif mode == "block":
+                        # openvpn drops a block's lines on REAUTH
+                        m.send("client-auth %s %s\nifconfig-push 100.64.9.9 "
+                               "255.255.0.0\nEND\n" % (cid, kid))
+                    elif mode == "allow":
+                        m.send("client-auth-nt %s %s\n" % (cid, kid))
+            elif ln.startswith(">BYTECOUNT_CLI:"):
+                cid, bin_, bout = ln[len(">BYTECOUNT_CLI:"):].split(",")
+                bytecounts.append((time.monotonic(), cid, int(bin_),
+                                   int(bout)))
             elif ln.startswith(">CLIENT:") and not ln.startswith(
                     ">CLIENT:ADDRESS"):
                 m.block(ln)  # ESTABLISHED, DISCONNECT
@@ -357,6 +380,11 @@ def run(mpath, cpath, proc):
         "storm 5 1 1 x rate=0", "storm 5 1 1 x rate=100001",
         "storm 5 1 1 x rate=abc", "storm 5 1 1 x pw extra")))
 
+    check("storm reports p99.9", " p999_us=" in ctl(cpath, "storm 10 5 4 pq"))
+
+    populate_reauth_bytecount(cpath, m, send_lock, reauths, reauth_mode,
+                              bytecounts)
+
     m.send("exit\n")
     th.join(3)
     r = ctl(cpath, "stats")
@@ -372,6 +400,122 @@ def run(mpath, cpath, proc):
           not os.path.exists(mpath) and not os.path.exists(cpath),
           proc.returncode)
     m.close()
+
+
+def dump(cpath):
+    """The simulator's client list: {cid: (cn, ip, state)}."""
+    fd, path = tempfile.mkstemp(prefix="ovpn-sim-dump.")
+    os.close(fd)
+    try:
+        r = ctl(cpath, "dump %s" % path)
+        rows = {}
+        with open(path) as f:
+            for ln in f:
+                cid, cn, ip, state = ln.split()
+                rows[cid] = (cn, ip, state)
+        return r, rows
+    finally:
+        os.unlink(path)
+
+
+def populate_reauth_bytecount(cpath, m, send_lock, reauths, reauth_mode,
+                              bytecounts):
+    # populate: clients that stay, CNs from first=
+    r = ctl(cpath, "populate 20 pop 8 first=100")
+    kv = dict(x.split("=") for x in r.split()[1:])
+    check("populate result", r.startswith("done") and kv["n"] == "20" and
+          kv["allow"] == "20" and kv["established"] == "20" and
+          "p999_us" in kv, r)
+    r, rows = dump(cpath)
+    cns = sorted(v[0] for v in rows.values())
+    check("populate keeps its clients (dump)", r == "ok n=20" and
+          cns == sorted("pop-%d" % i for i in range(100, 120)) and
+          all(v[2] == "established" and v[1].startswith("100.64.1.")
+              for v in rows.values()), (r, rows))
+    st = ctl(cpath, "stats")
+    check("stats counts established", " established=20 waiting=0 " in st and
+          int(st.split(" pid=")[1]) > 1, st)
+    check("populate bounds", all(ctl(cpath, c).startswith("error") for c in (
+        "populate 0 x 1", "populate 5 x 0", "populate 5 x 1 first=-1",
+        "populate 5 x 1 rate=0")))
+
+    # reauth CID: REAUTH with KID 3 (then 5), answered with client-auth-nt
+    cids = sorted(rows, key=int)
+    c0, c1, c2, c3 = cids[0], cids[1], cids[2], cids[3]
+    ip0 = rows[c0][1]
+    r = ctl(cpath, "reauth %s" % c0)
+    check("reauth allow", r == "allow %s %s" % (c0, ip0) and
+          reauths[-1] == (c0, "3", rows[c0][0]), (r, reauths[-1:]))
+    reauth_mode[rows[c0][0]] = "block"
+    r = ctl(cpath, "reauth %s" % c0)
+    _, rows2 = dump(cpath)
+    check("reauth: client-auth block accepted, its lines dropped",
+          r == "allow %s %s" % (c0, ip0) and reauths[-1][1] == "5" and
+          rows2[c0] == (rows[c0][0], ip0, "established"), (r, rows2.get(c0)))
+    check("reauth of unknown CID", ctl(cpath, "reauth 99999").startswith(
+        "error"))
+    # deny: the session ends, DISCONNECT with full env
+    reauth_mode[rows[c1][0]] = "deny"
+    r = ctl(cpath, "reauth %s" % c1)
+    check("reauth deny ends the session", r == 'deny %s "re" "again"' % c1 and
+          " established=19 " in ctl(cpath, "stats"), r)
+    # no answer: timeout (400 ms), the session ends
+    reauth_mode[rows[c2][0]] = "silent"
+    r = ctl(cpath, "reauth %s" % c2)
+    check("reauth timeout ends the session", r == "timeout %s" % c2 and
+          " established=18 " in ctl(cpath, "stats"), r)
+    # random picks: distinct, established only, at most the idle ones
+    n0 = len(reauths)
+    r = ctl(cpath, "reauth random 10 4")
+    kv = dict(x.split("=") for x in r.split()[1:])
+    picked = [x[0] for x in reauths[n0:]]
+    check("reauth random 10", r.startswith("done") and kv["n"] == "10" and
+          kv["allow"] == "10" and len(set(picked)) == 10 and
+          set(picked) <= set(cids) - {c1, c2}, (r, picked))
+    r = ctl(cpath, "reauth random 100 rate=1000")
+    kv = dict(x.split("=") for x in r.split()[1:])
+    check("reauth random N above the established count",
+          r.startswith("done") and kv["n"] == "18" and kv["allow"] == "18" and
+          kv["rate"] == "1000", r)
+    check("reauth bounds", all(ctl(cpath, c).startswith("error") for c in (
+        "reauth", "reauth random 0", "reauth random 5 0",
+        "reauth random 5 4 rate=0", "reauth random 5 4 x")))
+
+    # BYTECOUNT_CLI: every established client once a second, counters
+    # growing by what `bytes` says; `bytecount 0` stops them
+    check("bytes", ctl(cpath, "bytes 1000 5000") == "ok" and
+          ctl(cpath, "bytes 1 x").startswith("error"))
+    del bytecounts[:]
+    with send_lock:
+        m.send("bytecount 1\n")
+    time.sleep(2.3)
+    with send_lock:
+        m.send("bytecount 0\n")
+    time.sleep(0.3)
+    got = list(bytecounts)
+    live = set(dump(cpath)[1])
+    per = {}
+    for _, cid, bi, bo in got:
+        per.setdefault(cid, []).append((bi, bo))
+    steps = [(b[0] - a[0], b[1] - a[1]) for v in per.values()
+             for a, b in zip(v, v[1:])]
+    check("BYTECOUNT_CLI for every established client, each interval",
+          set(per) == live and len(live) == 18 and
+          all(2 <= len(v) <= 3 for v in per.values()), {
+              k: len(v) for k, v in per.items()})
+    check("BYTECOUNT_CLI counters grow by the configured bytes",
+          steps and all(x == (1000, 5000) for x in steps), steps[:5])
+    # spread over the interval, not one burst
+    ts = sorted(t for t, _, _, _ in got)
+    check("BYTECOUNT_CLI spread over the interval",
+          len(ts) > 2 and ts[-1] - ts[0] > 1.0, ts[-1] - ts[0] if ts else 0)
+    time.sleep(0.3)
+    check("bytecount 0 stops them", len(bytecounts) == len(got),
+          len(bytecounts) - len(got))
+    st = ctl(cpath, "stats")
+    kv = dict(x.split("=") for x in st.split()[1:])
+    check("stats counts reauths and byte counts", int(kv["reauths"]) == 32 and
+          int(kv["bytecounts"]) == len(got) and kv["bytecount_s"] == "0", st)
 
 
 if __name__ == "__main__":
