@@ -36,6 +36,12 @@ struct node_clients {
     int open_handles;
     struct node_session *sessions;
     size_t nsessions, capsessions;
+    /* CID -> index + 1 into sessions (0 = empty slot), open addressing
+     * with backward-shift deletion. Byte counts arrive per client every
+     * interval; a scan per line was most of ovhad's CPU left at 10,000
+     * clients (issue 9). cid_cap 0 = no table: scan. */
+    uint32_t *cid_slots;
+    size_t cid_cap;
     /* Resync generations: a session created after `status 3` was sent is
      * newer than the reply and must survive it. */
     uint64_t gen, resync_gen;
@@ -202,12 +208,90 @@ static void node_clients_send_deny(struct node_clients *c,
 
 /* ---- session table ------------------------------------------------------ */
 
+static size_t node_clients_cid_home(const struct node_clients *c, uint64_t cid)
+{
+    return (size_t)((cid * 0x9e3779b97f4a7c15ull) >> 20) & (c->cid_cap - 1);
+}
+
+/* The slot holding session index i (whose CID is cid), or cid_cap. */
+static size_t node_clients_cid_slot(const struct node_clients *c,
+                                    uint64_t cid,
+                                    size_t i)
+{
+    size_t mask = c->cid_cap - 1;
+    for (size_t at = node_clients_cid_home(c, cid); c->cid_slots[at] != 0;
+         at = (at + 1) & mask) {
+        if (c->cid_slots[at] == i + 1) {
+            return at;
+        }
+    }
+    return c->cid_cap;
+}
+
+static void node_clients_cid_put(struct node_clients *c, uint64_t cid, size_t i)
+{
+    size_t mask = c->cid_cap - 1;
+    size_t at = node_clients_cid_home(c, cid);
+    while (c->cid_slots[at] != 0) {
+        at = (at + 1) & mask;
+    }
+    c->cid_slots[at] = (uint32_t)(i + 1);
+}
+
+/* Sizes the table for n sessions; on allocation failure there is none
+ * and lookups scan. */
+static void node_clients_cid_rebuild(struct node_clients *c, size_t n)
+{
+    size_t cap = 64;
+    while (cap < 2 * n + 2) {
+        cap *= 2;
+    }
+    ovha_free(c->cid_slots);
+    c->cid_slots = ovha_calloc(cap, sizeof(*c->cid_slots));
+    c->cid_cap = c->cid_slots != NULL ? cap : 0;
+    for (size_t i = 0; i < c->nsessions && c->cid_cap != 0; i++) {
+        node_clients_cid_put(c, c->sessions[i].cid, i);
+    }
+}
+
+/* Empties slot at, shifting later entries of the probe run back so no
+ * lookup stops early at the hole. */
+static void node_clients_cid_delete(struct node_clients *c, size_t at)
+{
+    size_t mask = c->cid_cap - 1;
+    size_t hole = at;
+    for (size_t next = (at + 1) & mask; c->cid_slots[next] != 0;
+         next = (next + 1) & mask) {
+        size_t home =
+            node_clients_cid_home(c, c->sessions[c->cid_slots[next] - 1].cid);
+        /* Movable when its home is not in (hole, next] cyclically. */
+        bool movable = hole <= next ? (home <= hole || home > next)
+                                    : (home <= hole && home > next);
+        if (movable) {
+            c->cid_slots[hole] = c->cid_slots[next];
+            hole = next;
+        }
+    }
+    c->cid_slots[hole] = 0;
+}
+
 static struct node_session *node_clients_find(struct node_clients *c,
                                               uint64_t cid)
 {
-    for (size_t i = 0; i < c->nsessions; i++) {
-        if (c->sessions[i].cid == cid) {
-            return &c->sessions[i];
+    if (c->cid_cap == 0) {
+        for (size_t i = 0; i < c->nsessions; i++) {
+            if (c->sessions[i].cid == cid) {
+                return &c->sessions[i];
+            }
+        }
+        return NULL;
+    }
+    size_t mask = c->cid_cap - 1;
+    for (size_t at = node_clients_cid_home(c, cid); c->cid_slots[at] != 0;
+         at = (at + 1) & mask) {
+        struct node_session *s = &c->sessions[c->cid_slots[at] - 1];
+        if (s->cid == cid) {
+            return s;
         }
     }
     return NULL;
@@ -233,17 +317,38 @@ static struct node_session *node_clients_add(struct node_clients *c,
     memset(s, 0, sizeof(*s));
     s->cid = cid;
     s->gen = c->gen;
+    if (c->cid_cap >= 2 * c->nsessions + 2) {
+        node_clients_cid_put(c, cid, c->nsessions - 1);
+    } else {
+        node_clients_cid_rebuild(c, 2 * c->nsessions);
+    }
     return s;
 }
 
-/* Removes the session and tells the decider its address is free. */
+/* Removes the session and tells the decider its address is free. The
+ * last session moves into its place (and its index slot with it). */
 static void node_clients_remove(struct node_clients *c, struct node_session *s)
 {
     if (c->decider.ops->session_closed != NULL) {
         c->decider.ops->session_closed(c->decider.impl, s->cn, s->vpn_ip,
                                        s->session_id);
     }
-    *s = c->sessions[--c->nsessions];
+    size_t i = (size_t)(s - c->sessions);
+    size_t last = c->nsessions - 1;
+    if (c->cid_cap != 0) {
+        size_t at = node_clients_cid_slot(c, s->cid, i);
+        if (at < c->cid_cap) {
+            node_clients_cid_delete(c, at);
+        }
+        if (i != last) {
+            at = node_clients_cid_slot(c, c->sessions[last].cid, last);
+            if (at < c->cid_cap) {
+                c->cid_slots[at] = (uint32_t)(i + 1);
+            }
+        }
+    }
+    *s = c->sessions[last];
+    c->nsessions--;
 }
 
 /* ---- pending decisions -------------------------------------------------- */
@@ -955,6 +1060,7 @@ static void node_clients_timer_close_cb(uv_handle_t *h)
     void (*cb)(void *) = c->close_cb;
     void *data = c->close_data;
     ovha_free(c->sessions);
+    ovha_free(c->cid_slots);
     ovha_free(c);
     if (cb != NULL) {
         cb(data);
