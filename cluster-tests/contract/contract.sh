@@ -248,3 +248,21 @@ ovt_gw_kill 2 KILL
 ovt_gw_kill 3 KILL
 contract noleader
 ovt_check "gw1 is still running" ovt_gw_alive 1
+
+# ---- secrets ------------------------------------------------------------------
+
+# Every token was sent many times (and refused ones logged); none may
+# appear in any gateway's logs or files.
+tokens_nowhere() {
+    local role n
+    for role in "${!TOKEN[@]}"; do
+        for n in 1 2 3; do
+            if grep -r -a -q -F -- "${TOKEN[$role]}" "$(ovt_gw_dir "$n")"; then
+                ovt_diag "the $role token is in $(grep -r -a -l -F -- \
+                    "${TOKEN[$role]}" "$(ovt_gw_dir "$n")")"
+                return 1
+            fi
+        done
+    done
+}
+ovt_check "no bearer token is in any gateway's logs or files" tokens_nowhere
