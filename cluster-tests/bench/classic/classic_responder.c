@@ -465,8 +465,8 @@ static const char *const cls_fixed_env[] = {
     "IV_VER=2.6.14",
     "tls_serial_hex_0=5a:00:00:01",
     "tls_serial_0=1509949441",
-    "tls_digest_sha256_0=aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:"
-    "aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99",
+    ("tls_digest_sha256_0=aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:"
+     "aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99"),
     "tls_digest_0=aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd",
     "tls_serial_hex_1=01",
     "tls_serial_1=1",
