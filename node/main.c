@@ -521,7 +521,11 @@ static int node_start(struct node *n)
 {
     struct node_decider decider;
     struct node_rules rules;
-    int rv = node_policy_new(n->cfg, &n->policy);
+    int rv = node_fault_start(n->loop);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = node_policy_new(n->cfg, &n->policy);
     if (rv != 0) {
         return rv;
     }

@@ -78,4 +78,11 @@ int node_api_admin_register(struct node *n);
 /* Registers GET /metrics, the Prometheus text format (metrics.c). */
 int node_metrics_register(struct node *n);
 
+/* Test-only fault hooks from the environment (fault.c; cluster-tests/
+ * jepsen): OVHA_PLANT_BUG=no-fence and OVHA_CLOCK_SKEW_FILE=PATH. Nothing
+ * happens when both are unset. Returns 0, or -EINVAL for an unknown bug. */
+int node_fault_start(uv_loop_t *loop);
+/* True when OVHA_PLANT_BUG=no-fence was set at start. */
+bool node_fault_no_fence(void);
+
 #endif
